@@ -1,0 +1,103 @@
+"""Remove the files of unselected options, write the LICENSE, optionally git init."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
+
+
+def unselected_paths(answers: dict) -> list[str]:
+    """Files and folders that belong to options the user did not choose."""
+    package = f"src/{answers['project_slug']}"
+    logger = answers["logger"]
+    multi_gpu = answers["multi_gpu"]
+    paths = []
+    if logger not in ("tensorboard", "both"):
+        paths.append(f"{package}/loggers/tensorboard_logger.py")
+        paths.append("tests/test_tensorboard.py")
+    if logger not in ("wandb", "both"):
+        paths.append(f"{package}/loggers/wandb_logger.py")
+        paths.append("tests/test_wandb.py")
+    if answers["mixed_precision"] != "yes":
+        paths.append(f"{package}/amp.py")
+        paths.append("tests/test_amp.py")
+    if multi_gpu not in ("ddp", "both"):
+        paths.append(f"{package}/distributed.py")
+        paths.append("tests/test_distributed.py")
+    if multi_gpu not in ("dp", "both"):
+        paths.append(f"{package}/data_parallel.py")
+        paths.append("tests/test_data_parallel.py")
+    if answers["onnx_export"] != "yes":
+        paths.append(f"{package}/export.py")
+        paths.append("tests/test_export.py")
+    if answers["ci"] != "github":
+        paths.append(".github")
+    if answers["pre_commit"] != "yes":
+        paths.append(".pre-commit-config.yaml")
+    return paths
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def write_license(answers: dict) -> None:
+    licenses = Path("licenses")
+    if answers["license"] != "none":
+        (licenses / f"{answers['license']}.txt").replace("LICENSE")
+    shutil.rmtree(licenses)
+
+
+def init_git(answers: dict) -> None:
+    identity = [
+        "-c",
+        f"user.name={answers['author_name']}",
+        "-c",
+        f"user.email={answers['author_email']}",
+    ]
+    commands = [
+        ["git", "init", "--quiet", "--initial-branch=main"],
+        ["git", "add", "--all"],
+        ["git", *identity, "commit", "--quiet", "--no-verify", "-m", "Initial commit from torch-template"],
+    ]
+    for command in commands:
+        try:
+            subprocess.run(command, check=True, capture_output=True, text=True)
+        except (OSError, subprocess.CalledProcessError) as error:
+            detail = getattr(error, "stderr", "") or str(error)
+            print(f"WARNING: git set-up skipped ({detail.strip()}); run git init yourself")
+            return
+
+
+def next_steps(answers: dict) -> str:
+    slug = answers["project_slug"]
+    return "\n".join(
+        [
+            f"Created {slug}. Next steps:",
+            f"  cd {slug}",
+            "  python -m venv .venv && . .venv/bin/activate",
+            "  make install",
+            f"  python -m {slug}.train --epochs 5",
+            "  make test",
+        ]
+    )
+
+
+def main() -> int:
+    for path in unselected_paths(ANSWERS):
+        remove(Path(path))
+    write_license(ANSWERS)
+    if ANSWERS["init_git"] == "yes":
+        init_git(ANSWERS)
+    print(next_steps(ANSWERS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

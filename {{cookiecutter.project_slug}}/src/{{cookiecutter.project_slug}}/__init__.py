@@ -1,0 +1,3 @@
+"""Training, evaluation and export for the {{ cookiecutter.project_slug }} image classifiers."""
+
+__version__ = "{{ cookiecutter.version }}"

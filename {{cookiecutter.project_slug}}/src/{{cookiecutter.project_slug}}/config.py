@@ -1,0 +1,292 @@
+"""Command-line and YAML configuration for training.
+
+This module imports no torch, so `--help` and mistakes in flags are answered instantly.
+"""
+
+import argparse
+from pathlib import Path
+from typing import NoReturn
+
+import yaml
+
+DATASETS = ("digits", "image_folder", "cifar10", "fake")
+MODELS = ("simple_cnn", "mlp", "resnet18")
+INIT_SCHEMES = (
+    "default",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "xavier_normal",
+    "xavier_uniform",
+    "orthogonal",
+    "normal",
+)
+
+
+class ConfigParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line naming the problem and the fix."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int, "a whole number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _number(text, int, "a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float, "a number")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _number(text, float, "a number")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be zero or a positive finite number, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = _number(text, float, "a number")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def _number(text: str, kind: type, description: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {description}, got {text!r}") from None
+
+
+def build_parser() -> ConfigParser:
+    parser = ConfigParser(
+        prog="train",
+        description="Train an image classifier. Flags override values from --config.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", type=Path, help="YAML file of flag defaults (keys are flag names)"
+    )
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=DATASETS, default="digits", help="dataset to train on")
+    data.add_argument(
+        "--data-dir",
+        type=Path,
+        help="image_folder: root/{train,val}/<class>/* or root/<class>/*; cifar10: download root",
+    )
+    data.add_argument("--download", action="store_true", help="cifar10: download when missing")
+    data.add_argument(
+        "--image-size", type=positive_int, help="side of the square input (default: per dataset)"
+    )
+    data.add_argument(
+        "--val-fraction",
+        type=fraction,
+        default=0.2,
+        help="share held out when there is no val split",
+    )
+    data.add_argument("--fake-samples", type=positive_int, default=512, help="fake: dataset size")
+    data.add_argument("--fake-classes", type=positive_int, default=10, help="fake: class count")
+    data.add_argument(
+        "--skip-bad-images", action="store_true", help="image_folder: skip unreadable images"
+    )
+    data.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader workers")
+    data.add_argument(
+        "--mixup-alpha", type=non_negative_float, default=0.0, help="MixUp alpha (0 disables)"
+    )
+    data.add_argument(
+        "--cutmix-alpha", type=non_negative_float, default=0.0, help="CutMix alpha (0 disables)"
+    )
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", choices=MODELS, default="simple_cnn", help="architecture")
+    model.add_argument("--init", choices=INIT_SCHEMES, default="default", help="weight init scheme")
+    model.add_argument(
+        "--pretrained", action="store_true", help="resnet18: ImageNet weights (needs network)"
+    )
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--epochs", type=positive_int, default=15, help="training epochs")
+    optim.add_argument("--batch-size", type=positive_int, default=64, help="batch size per process")
+    optim.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate")
+    optim.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="optimizer")
+    optim.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
+    optim.add_argument("--nesterov", action="store_true", help="SGD: Nesterov momentum")
+    optim.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        default=1e-4,
+        help="weight decay (never applied to biases and norm layers)",
+    )
+    optim.add_argument(
+        "--scheduler", choices=("cosine", "step", "constant"), default="cosine", help="LR schedule"
+    )
+    optim.add_argument(
+        "--step-size", type=positive_int, default=10, help="step scheduler: epochs between decays"
+    )
+    optim.add_argument("--gamma", type=positive_float, default=0.1, help="step scheduler: decay")
+    optim.add_argument("--min-lr", type=non_negative_float, default=0.0, help="cosine: final LR")
+    warmup = optim.add_mutually_exclusive_group()
+    warmup.add_argument(
+        "--warmup-epochs", type=non_negative_int, default=1, help="linear LR warmup, in epochs"
+    )
+    warmup.add_argument(
+        "--warmup-steps", type=non_negative_int, help="linear LR warmup, in optimizer updates"
+    )
+    optim.add_argument(
+        "--accum-steps", type=positive_int, default=1, help="micro-batches per optimizer update"
+    )
+    optim.add_argument(
+        "--clip-grad-norm", type=positive_float, help="clip the gradient norm to this value"
+    )
+    optim.add_argument(
+        "--label-smoothing", type=non_negative_float, default=0.0, help="cross-entropy smoothing"
+    )
+
+    stopping = parser.add_argument_group("early stopping")
+    stopping.add_argument(
+        "--patience", type=non_negative_int, default=0, help="epochs without improvement (0: off)"
+    )
+    stopping.add_argument(
+        "--min-delta", type=non_negative_float, default=0.0, help="smallest change that counts"
+    )
+    stopping.add_argument(
+        "--monitor", choices=("val_loss", "val_acc"), default="val_acc", help="metric to watch"
+    )
+    stopping.add_argument(
+        "--mode",
+        choices=("auto", "min", "max"),
+        default="auto",
+        help="min or max is better; auto: min for val_loss, max for val_acc",
+    )
+
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
+    runtime.add_argument(
+        "--deterministic", action="store_true", help="deterministic algorithms (bit-exact reruns)"
+    )
+    runtime.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+{%- if cookiecutter.mixed_precision == "yes" %}
+    runtime.add_argument("--amp", action="store_true", help="automatic mixed precision")
+    runtime.add_argument(
+        "--amp-dtype",
+        choices=("bfloat16", "float16"),
+        default="bfloat16",
+        help="autocast dtype; float16 adds a GradScaler",
+    )
+{%- endif %}
+{%- if cookiecutter.multi_gpu in ["dp", "both"] %}
+    runtime.add_argument(
+        "--dp", action="store_true", help="nn.DataParallel over all visible GPUs (single process)"
+    )
+{%- endif %}
+
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--output-dir", type=Path, default=Path("runs"), help="parent of run folders"
+    )
+    output.add_argument("--name", help="run folder name (default: <dataset>-<model>)")
+    output.add_argument(
+        "--resume", help="checkpoint to continue from, or 'auto' for the run folder's last.pt"
+    )
+    output.add_argument(
+        "--log-every", type=positive_int, default=20, help="optimizer updates between log lines"
+    )
+    output.add_argument("--no-progress", action="store_true", help="hide progress bars")
+{%- if cookiecutter.logger in ["tensorboard", "both"] %}
+    output.add_argument(
+        "--histogram-every",
+        type=non_negative_int,
+        default=0,
+        help="TensorBoard weight histograms every N epochs (0: off)",
+    )
+{%- endif %}
+{%- if cookiecutter.logger in ["wandb", "both"] %}
+    output.add_argument("--wandb-project", help="wandb project (default: $WANDB_PROJECT)")
+    output.add_argument("--wandb-entity", help="wandb entity (default: $WANDB_ENTITY)")
+{%- endif %}
+{%- if cookiecutter.onnx_export == "yes" %}
+    output.add_argument(
+        "--export-onnx", action="store_true", help="write and verify model.onnx after training"
+    )
+{%- endif %}
+    return parser
+
+
+def parse_config(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse flags over the YAML defaults and check the combinations argparse cannot."""
+    parser = build_parser()
+    pre_args, _ = parser.parse_known_args(argv)
+    if pre_args.config is not None:
+        parser.set_defaults(**load_yaml_defaults(parser, pre_args.config))
+    config = parser.parse_args(argv)
+    check_combinations(parser, config)
+    if config.name is None:
+        config.name = f"{config.dataset}-{config.model}"
+    return config
+
+
+def load_yaml_defaults(parser: ConfigParser, path: Path) -> dict:
+    try:
+        values = yaml.safe_load(path.read_text())
+    except OSError as error:
+        parser.error(f"cannot read --config {path}: {error.strerror}")
+    except yaml.YAMLError as error:
+        parser.error(f"--config {path} is not valid YAML: {str(error).splitlines()[0]}")
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        parser.error(f"--config {path} must hold a mapping of flag names to values")
+    actions = {action.dest: action for action in parser._actions}
+    defaults = {}
+    for key, value in values.items():
+        dest = str(key).replace("-", "_")
+        if dest not in actions or dest in ("config", "help"):
+            parser.error(f"--config {path}: unknown key {key!r}")
+        defaults[dest] = _checked_value(parser, actions[dest], value, f"--config {path}: {key}")
+    return defaults
+
+
+def _checked_value(parser: ConfigParser, action: argparse.Action, value, where: str):
+    """Apply the flag's own type and choices to a YAML value."""
+    if value is None:
+        return None
+    if isinstance(action, argparse._StoreTrueAction):
+        if not isinstance(value, bool):
+            parser.error(f"{where} must be true or false, got {value!r}")
+        return value
+    if action.type is not None:
+        try:
+            value = action.type(str(value))
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"{where} {error}")
+    if action.choices is not None and value not in action.choices:
+        parser.error(f"{where} must be one of {', '.join(action.choices)}, got {value!r}")
+    return value
+
+
+def check_combinations(parser: ConfigParser, config: argparse.Namespace) -> None:
+    if config.dataset in ("image_folder", "cifar10") and config.data_dir is None:
+        parser.error(f"--dataset {config.dataset} needs --data-dir pointing at the data")
+    if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):
+        parser.error(f"--device must be auto, cpu, cuda or cuda:N, got {config.device!r}")
+
+
+def config_to_dict(config: argparse.Namespace) -> dict:
+    """The config as plain data (for YAML files and weights_only checkpoints)."""
+    return {
+        key: str(value) if isinstance(value, Path) else value for key, value in vars(config).items()
+    }

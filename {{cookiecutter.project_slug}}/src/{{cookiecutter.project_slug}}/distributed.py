@@ -1,0 +1,75 @@
+"""DistributedDataParallel under torchrun: process group, wrapping and collectives."""
+
+import os
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    rank: int
+    local_rank: int
+    world_size: int
+
+
+def launched_by_torchrun() -> bool:
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def init_process_group(use_cuda: bool) -> ProcessGroup:
+    """Join the group torchrun set up: nccl on GPUs, gloo on CPU."""
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return ProcessGroup(dist.get_rank(), local_rank, dist.get_world_size())
+
+
+def destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def gradient_sync(model: nn.Module, enabled: bool) -> AbstractContextManager:
+    """Skip the gradient all-reduce on micro-batches that do not step the optimizer."""
+    if enabled or not isinstance(model, DistributedDataParallel):
+        return nullcontext()
+    return model.no_sync()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> None:
+    if dist.is_initialized():
+        dist.all_reduce(tensor)
+
+
+def all_gather_objects(value) -> list:
+    """Every rank's value, in rank order (a single-element list outside DDP)."""
+    if not dist.is_initialized():
+        return [value]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def broadcast_flag(flag: bool) -> bool:
+    """Rank 0's decision, on every rank."""
+    if not dist.is_initialized():
+        return flag
+    decision = [flag]
+    dist.broadcast_object_list(decision, src=0)
+    return decision[0]
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()

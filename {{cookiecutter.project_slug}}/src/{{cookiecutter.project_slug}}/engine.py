@@ -1,0 +1,206 @@
+"""One training epoch and one evaluation pass."""
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from tqdm import tqdm
+
+{% if cookiecutter.mixed_precision == "yes" -%}
+from .amp import MixedPrecision
+{% endif -%}
+{% if cookiecutter.multi_gpu in ["ddp", "both"] -%}
+from .distributed import all_reduce_sum, gradient_sync
+{% endif -%}
+from .errors import UserError
+
+
+@dataclass
+class Optimisation:
+    """Everything one optimizer update needs."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: nn.Module
+    accum_steps: int
+    clip_grad_norm: float | None
+{%- if cookiecutter.mixed_precision == "yes" %}
+    precision: MixedPrecision
+{%- endif %}
+
+
+@dataclass
+class Progress:
+    """Where training stands; checkpointed."""
+
+    epoch: int = 0
+    global_step: int = 0
+
+
+class NonFiniteLossError(UserError):
+    pass
+
+
+StepLogger = Callable[[dict, int], None]
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimisation: Optimisation,
+    progress: Progress,
+    device: torch.device,
+    log_every: int,
+    log_step: StepLogger,
+    show_progress: bool,
+) -> dict:
+    """Train for one epoch; return its mean loss, accuracy and throughput on this process.
+
+    Running sums stay on the device: the host reads them only every `log_every` updates.
+    """
+    model.train()
+    sums = torch.zeros(3, device=device)  # loss * samples, correct, samples
+    started = time.perf_counter()
+    last_batch = len(loader) - 1
+    bar = tqdm(loader, desc=f"epoch {progress.epoch + 1}", disable=not show_progress, leave=False)
+    for index, (images, targets) in enumerate(bar):
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        is_update = (index + 1) % optimisation.accum_steps == 0 or index == last_batch
+{%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
+        with gradient_sync(model, enabled=is_update):
+            loss, logits = forward_backward(model, images, targets, optimisation)
+{%- else %}
+        loss, logits = forward_backward(model, images, targets, optimisation)
+{%- endif %}
+        accumulate(sums, loss, logits, targets)
+        if is_update:
+            optimizer_step(model, optimisation)
+            progress.global_step += 1
+            if progress.global_step % log_every == 0:
+                values = read_running_means(sums, progress)
+                values["lr"] = optimisation.optimizer.param_groups[0]["lr"]
+                bar.set_postfix(loss=f"{values['train_loss']:.4f}", lr=f"{values['lr']:.2e}")
+                log_step(values, progress.global_step)
+{%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
+    all_reduce_sum(sums)
+{%- endif %}
+    seconds = time.perf_counter() - started
+    values = read_running_means(sums, progress)
+    values["samples_per_second"] = float(sums[2]) / seconds
+    values["epoch_seconds"] = seconds
+    return values
+{%- if cookiecutter.mixed_precision == "yes" %}
+
+
+def forward_backward(model, images, targets, optimisation: Optimisation):
+    with optimisation.precision.autocast():
+        logits = model(images)
+        loss = optimisation.loss_fn(logits, targets)
+    optimisation.precision.scaler.scale(loss / optimisation.accum_steps).backward()
+    return loss.detach(), logits.detach()
+
+
+def optimizer_step(model: nn.Module, optimisation: Optimisation) -> None:
+    scaler = optimisation.precision.scaler
+    if optimisation.clip_grad_norm is not None:
+        scaler.unscale_(optimisation.optimizer)  # clip the true gradients, not the scaled ones
+        nn.utils.clip_grad_norm_(model.parameters(), optimisation.clip_grad_norm)
+    scaler.step(optimisation.optimizer)
+    scaler.update()
+    optimisation.optimizer.zero_grad(set_to_none=True)
+    optimisation.scheduler.step()
+{%- else %}
+
+
+def forward_backward(model, images, targets, optimisation: Optimisation):
+    logits = model(images)
+    loss = optimisation.loss_fn(logits, targets)
+    (loss / optimisation.accum_steps).backward()
+    return loss.detach(), logits.detach()
+
+
+def optimizer_step(model: nn.Module, optimisation: Optimisation) -> None:
+    if optimisation.clip_grad_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), optimisation.clip_grad_norm)
+    optimisation.optimizer.step()
+    optimisation.optimizer.zero_grad(set_to_none=True)
+    optimisation.scheduler.step()
+{%- endif %}
+
+
+def accumulate(sums: torch.Tensor, loss: torch.Tensor, logits: torch.Tensor, targets) -> None:
+    """Add a batch to the running sums; soft (MixUp/CutMix) targets count their top class."""
+    hard_targets = targets.argmax(dim=1) if targets.ndim == 2 else targets
+    batch = targets.shape[0]
+    sums[0] += loss.float() * batch
+    sums[1] += (logits.argmax(dim=1) == hard_targets).sum()
+    sums[2] += batch
+
+
+def read_running_means(sums: torch.Tensor, progress: Progress) -> dict:
+    """Copy the running sums to the host and stop on a non-finite loss."""
+    loss_sum, correct, samples = sums.tolist()
+    mean_loss = loss_sum / max(samples, 1)
+    if not math.isfinite(mean_loss):
+        raise NonFiniteLossError(
+            f"training loss became {mean_loss} by step {progress.global_step} "
+            f"(epoch {progress.epoch + 1}); the last saved checkpoint is intact: "
+            "lower --lr, add --clip-grad-norm, or check the data"
+        )
+    return {"train_loss": mean_loss, "train_acc": correct / max(samples, 1)}
+
+
+def validation_metrics(num_classes: int, device: torch.device) -> MetricCollection:
+    """Metrics that torchmetrics reduces across DDP ranks when computed."""
+    metrics = {
+        "val_acc": MulticlassAccuracy(num_classes, average="micro"),
+        "val_per_class_acc": MulticlassAccuracy(num_classes, average="none"),
+        "val_confusion": MulticlassConfusionMatrix(num_classes),
+    }
+    if num_classes > 5:
+        metrics["val_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+    return MetricCollection(metrics).to(device)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    num_classes: int,
+    device: torch.device,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
+    show_progress: bool = False,
+) -> dict:
+    """Loss, top-1 (top-5), per-class accuracy and confusion matrix over every rank's shard."""
+    model.eval()
+    mean_loss = MeanMetric().to(device)
+    metrics = validation_metrics(num_classes, device)
+    for images, targets in tqdm(loader, desc="val", disable=not show_progress, leave=False):
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        with autocast():
+            logits = model(images)
+        logits = logits.float()
+        mean_loss.update(nn.functional.cross_entropy(logits, targets, reduction="none"))
+        metrics.update(logits, targets)
+    results = {name: value.cpu() for name, value in metrics.compute().items()}
+    val_loss = float(mean_loss.compute())
+    if not math.isfinite(val_loss):
+        raise NonFiniteLossError(
+            f"validation loss is {val_loss}; the last saved checkpoint is intact: "
+            "lower --lr or add --clip-grad-norm"
+        )
+    summary = {"val_loss": val_loss, "val_acc": float(results["val_acc"])}
+    if "val_top5" in results:
+        summary["val_top5"] = float(results["val_top5"])
+    summary["per_class_acc"] = results["val_per_class_acc"].tolist()
+    summary["confusion_matrix"] = results["val_confusion"].tolist()
+    return summary

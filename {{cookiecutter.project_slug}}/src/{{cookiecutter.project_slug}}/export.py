@@ -1,0 +1,99 @@
+"""ONNX export with a dynamic batch axis, checked by onnx and compared in onnxruntime."""
+
+import argparse
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, load_model_weights
+from .data import DataSpec
+from .errors import UserError, run_reporting_user_errors
+from .models import build_model
+
+# Largest absolute difference allowed between PyTorch and onnxruntime float32 logits.
+TOLERANCE = 1e-4
+CHECK_BATCH_SIZES = (1, 7)
+
+
+def export_onnx(model: nn.Module, spec: DataSpec, path: Path) -> None:
+    model.eval()
+    example = torch.randn(2, spec.in_channels, spec.image_size, spec.image_size)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    # The exporter logs its progress at INFO; keep the console to our own lines.
+    logging.getLogger("torch.onnx").setLevel(logging.WARNING)
+    torch.onnx.export(
+        model,
+        (example,),
+        path,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_shapes={"x": {0: batch}},
+        dynamo=True,
+        verbose=False,
+    )
+
+
+def largest_difference(model: nn.Module, spec: DataSpec, path: Path) -> dict[int, float]:
+    """Run PyTorch and onnxruntime on the same random batches; the max |difference| per size."""
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(0)
+    differences = {}
+    with torch.no_grad():
+        for batch_size in CHECK_BATCH_SIZES:
+            shape = (batch_size, spec.in_channels, spec.image_size, spec.image_size)
+            images = torch.randn(shape, generator=generator)
+            expected = model(images).numpy()
+            (actual,) = session.run(["logits"], {"images": images.numpy()})
+            differences[batch_size] = float(np.abs(actual - expected).max())
+    return differences
+
+
+def export_and_verify(
+    model: nn.Module, spec: DataSpec, path: Path, report: Callable[[str], None] = print
+) -> None:
+    model = model.cpu().float().eval()
+    export_onnx(model, spec, path)
+    differences = largest_difference(model, spec, path)
+    figures = ", ".join(f"batch {size}: {diff:.2e}" for size, diff in differences.items())
+    if max(differences.values()) > TOLERANCE:
+        raise UserError(
+            f"ONNX output of {path} differs from PyTorch by more than {TOLERANCE:g} ({figures}): "
+            "the export is not faithful, check for unsupported operators"
+        )
+    report(f"exported {path}; onnxruntime max |diff| vs PyTorch ({figures}) <= {TOLERANCE:g}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="export", description="Export a checkpoint to ONNX and verify it in onnxruntime."
+    )
+    parser.add_argument("--checkpoint", type=Path, required=True, help="last.pt or best.pt")
+    parser.add_argument("--output", type=Path, default=Path("model.onnx"), help="ONNX file")
+    return parser
+
+
+def export_checkpoint(checkpoint_path: Path, output: Path) -> None:
+    checkpoint = load_checkpoint(checkpoint_path)
+    spec = DataSpec(
+        tuple(checkpoint["class_names"]), checkpoint["in_channels"], checkpoint["image_size"]
+    )
+    model = build_model(checkpoint["config"]["model"], spec)
+    load_model_weights(model, checkpoint, checkpoint_path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    export_and_verify(model, spec, output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_reporting_user_errors(lambda: export_checkpoint(args.checkpoint, args.output))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""metrics.jsonl: one JSON object per epoch, the record every logger choice keeps."""
+
+import json
+from pathlib import Path
+
+
+class MetricsFile:
+    def __init__(self, path: Path, completed_epochs: int) -> None:
+        self.path = path
+        self.keep_epochs_up_to(completed_epochs)
+
+    def keep_epochs_up_to(self, completed_epochs: int) -> None:
+        """Forget epochs a resumed run will train again (written after its last checkpoint)."""
+        if not self.path.exists():
+            return
+        kept = [
+            line
+            for line in self.path.read_text().splitlines()
+            if line.strip() and json.loads(line)["epoch"] <= completed_epochs
+        ]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def log_step(self, values: dict, step: int) -> None:
+        """Per-step values go to train.log and the trackers; this file keeps epochs."""
+
+    def log_epoch(self, record: dict, step: int) -> None:
+        with open(self.path, "a") as file:
+            file.write(json.dumps(record) + "\n")
+
+    def finish(self, summary: dict, best_checkpoint: Path) -> None:
+        """Each epoch was appended (and flushed on close) as it ended."""

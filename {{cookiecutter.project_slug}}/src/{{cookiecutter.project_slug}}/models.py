@@ -1,0 +1,105 @@
+"""Model architectures and weight initialisation schemes."""
+
+from torch import nn
+from torchvision.models import ResNet18_Weights, resnet18
+
+from .data import DataSpec
+from .errors import UserError
+
+
+class SimpleCNN(nn.Module):
+    """Three conv blocks and a linear head; works for any input size from 8x8 up."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_block(in_channels, width),
+            conv_block(width, 2 * width),
+            nn.MaxPool2d(2),
+            conv_block(2 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(4 * width, num_classes))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def mlp(in_features: int, num_classes: int, hidden: int = 256) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_features, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.2),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+def small_input_resnet18(spec: DataSpec, pretrained: bool) -> nn.Module:
+    """torchvision's ResNet-18, with a 3x3 stem and no max-pool for inputs of 64 px or less."""
+    try:
+        model = resnet18(weights=ResNet18_Weights.DEFAULT if pretrained else None)
+    except OSError as error:
+        raise UserError(
+            f"cannot fetch the pretrained resnet18 weights ({error}): drop --pretrained offline"
+        ) from None
+    if spec.in_channels != 3 or spec.image_size <= 64:
+        model.conv1 = nn.Conv2d(spec.in_channels, 64, 3, padding=1, bias=False)
+    if spec.image_size <= 64:
+        model.maxpool = nn.Identity()
+    model.fc = nn.Linear(model.fc.in_features, spec.num_classes)
+    return model
+
+
+def build_model(name: str, spec: DataSpec, pretrained: bool = False) -> nn.Module:
+    if pretrained and name != "resnet18":
+        raise UserError(f"--pretrained is only available for resnet18, not {name}")
+    if name == "simple_cnn":
+        return SimpleCNN(spec.in_channels, spec.num_classes)
+    if name == "mlp":
+        return mlp(spec.in_channels * spec.image_size**2, spec.num_classes)
+    return small_input_resnet18(spec, pretrained)
+
+
+def initialise_weights(model: nn.Module, scheme: str) -> None:
+    """Re-initialise conv and linear weights; norms get weight 1 / bias 0, biases 0.
+
+    "default" keeps PyTorch's own per-layer initialisation.
+    """
+    if scheme == "default":
+        return
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            init_weight(module.weight, scheme, is_conv=isinstance(module, nn.Conv2d))
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def init_weight(weight, scheme: str, is_conv: bool) -> None:
+    # Convs use fan_out (as torchvision's ResNets do): it keeps the backward signal stable.
+    fan_mode = "fan_out" if is_conv else "fan_in"
+    if scheme == "kaiming_normal":
+        nn.init.kaiming_normal_(weight, mode=fan_mode, nonlinearity="relu")
+    elif scheme == "kaiming_uniform":
+        nn.init.kaiming_uniform_(weight, mode=fan_mode, nonlinearity="relu")
+    elif scheme == "xavier_normal":
+        nn.init.xavier_normal_(weight)
+    elif scheme == "xavier_uniform":
+        nn.init.xavier_uniform_(weight)
+    elif scheme == "orthogonal":
+        nn.init.orthogonal_(weight)
+    elif scheme == "normal":
+        nn.init.normal_(weight, std=0.01)

@@ -1,0 +1,393 @@
+"""A training run: set-up, the epoch loop, checkpoints, and the end-of-run export."""
+
+import argparse
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader
+from torchinfo import summary
+
+{% if cookiecutter.mixed_precision == "yes" -%}
+from .amp import MixedPrecision
+{% endif -%}
+from .checkpoint import (
+    atomic_save,
+    capture_rng_state,
+    load_checkpoint,
+    load_model_weights,
+    restore_rng_state,
+    unwrap,
+)
+from .config import config_to_dict
+from .data import DataSpec, build_datasets, build_loaders
+{% if cookiecutter.multi_gpu in ["dp", "both"] -%}
+from .data_parallel import wrap_data_parallel
+{% endif -%}
+{% if cookiecutter.multi_gpu in ["ddp", "both"] -%}
+from .distributed import (
+    all_gather_objects,
+    barrier,
+    broadcast_flag,
+    destroy_process_group,
+    init_process_group,
+    launched_by_torchrun,
+    wrap_ddp,
+)
+{% endif -%}
+from .early_stopping import EarlyStopping, resolve_mode
+from .engine import Optimisation, Progress, evaluate, train_one_epoch
+from .errors import UserError
+{% if cookiecutter.onnx_export == "yes" -%}
+from .export import export_and_verify
+{% endif -%}
+from .loggers import ExperimentLoggers, build_loggers, console_logger
+from .models import build_model, initialise_weights
+from .optim import build_optimizer, build_scheduler
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process trains and which share of the work it has."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class Training:
+    """The objects a run builds once and checkpoints every epoch."""
+
+    model: nn.Module
+    optimisation: Optimisation
+    stopper: EarlyStopping
+    progress: Progress
+    spec: DataSpec
+    train_loader: DataLoader
+    val_loader: DataLoader
+
+
+def resolve_device(flag: str, local_rank: int) -> torch.device:
+    if flag == "cpu":
+        return torch.device("cpu")
+    if flag == "auto":
+        return (
+            torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        )
+    if not torch.cuda.is_available():
+        raise UserError(
+            f"--device {flag} asked for CUDA, but no CUDA GPU is visible: use --device cpu"
+        )
+    device = torch.device(flag)
+    index = device.index if device.index is not None else local_rank
+    if index >= torch.cuda.device_count():
+        raise UserError(
+            f"--device {flag}: only {torch.cuda.device_count()} GPU(s) visible, pick cuda:0 .. "
+            f"cuda:{torch.cuda.device_count() - 1}"
+        )
+    return torch.device("cuda", index)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs a fixed workspace for deterministic matrix products on CUDA.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def resolve_run_dir(config: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The run folder and the checkpoint to resume from; refuse to overwrite a run."""
+    run_dir = config.output_dir / config.name
+    if config.resume == "auto":
+        last = run_dir / "last.pt"
+        return run_dir, last if last.exists() else None
+    if config.resume is not None:
+        return run_dir, Path(config.resume)
+    if (run_dir / "config.yaml").exists() or (run_dir / "last.pt").exists():
+        raise UserError(
+            f"run folder {run_dir} already holds a run: pass --resume auto to continue it "
+            "or --name NEW to start another"
+        )
+    return run_dir, None
+
+
+{% if cookiecutter.multi_gpu in ["ddp", "both"] -%}
+def train(config: argparse.Namespace) -> None:
+    """Train in this process, joining the torchrun process group when launched by torchrun."""
+    if not launched_by_torchrun():
+        run(config, Runtime(resolve_device(config.device, 0)))
+        return
+{%- if cookiecutter.multi_gpu == "both" %}
+    if config.dp:
+        raise UserError("--dp cannot be combined with a torchrun (DDP) launch: drop --dp")
+{%- endif %}
+    use_cuda = resolve_device(config.device, 0).type == "cuda"
+    group = init_process_group(use_cuda)
+    try:
+        device = resolve_device(config.device, group.local_rank)
+        run(config, Runtime(device, group.rank, group.world_size))
+    finally:
+        destroy_process_group()
+{% else -%}
+def train(config: argparse.Namespace) -> None:
+    run(config, Runtime(resolve_device(config.device, 0)))
+{% endif %}
+
+def run(config: argparse.Namespace, runtime: Runtime) -> None:
+    seed_everything(config.seed + runtime.rank, config.deterministic)
+    run_dir, resume_from = resolve_run_dir(config)
+{%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
+    barrier()  # every rank checks the folder before rank 0 writes into it
+{%- endif %}
+    if runtime.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    log = console_logger(run_dir if runtime.is_main else None)
+    training = build_training(config, runtime, log)
+    if resume_from is not None:
+        resume(training, resume_from, config, runtime, log)
+    elif runtime.is_main:
+        config_yaml = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+        (run_dir / "config.yaml").write_text(config_yaml)
+        log.info("config:\n%s", config_yaml.rstrip())
+    loggers = None
+    if runtime.is_main:
+{%- if cookiecutter.logger == "none" %}
+        loggers = build_loggers(run_dir, training.progress.epoch)
+{%- else %}
+        loggers = build_loggers(config, run_dir, training.spec, training.progress.epoch)
+{%- endif %}
+    fit(config, runtime, training, run_dir, loggers, log)
+
+
+def build_training(config: argparse.Namespace, runtime: Runtime, log) -> Training:
+    train_set, val_set, spec = build_datasets(config)
+    train_loader, val_loader = build_loaders(
+        train_set,
+        val_set,
+        spec,
+        config,
+        runtime.rank,
+        runtime.world_size,
+        pin_memory=runtime.device.type == "cuda",
+    )
+    model = build_model(config.model, spec, config.pretrained)
+    initialise_weights(model, config.init)
+    model.to(runtime.device)
+    if runtime.is_main:
+        log.info("model:\n%s", model_summary(model, spec, runtime.device))
+    optimizer = build_optimizer(model, config)
+    optimisation = Optimisation(
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, config, len(train_loader)),
+        loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        accum_steps=config.accum_steps,
+        clip_grad_norm=config.clip_grad_norm,
+{%- if cookiecutter.mixed_precision == "yes" %}
+        precision=MixedPrecision(config.amp, config.amp_dtype, runtime.device),
+{%- endif %}
+    )
+    stopper = EarlyStopping(
+        config.patience, config.min_delta, resolve_mode(config.monitor, config.mode)
+    )
+    return Training(model, optimisation, stopper, Progress(), spec, train_loader, val_loader)
+
+
+def model_summary(model: nn.Module, spec: DataSpec, device: torch.device) -> str:
+    input_size = (1, spec.in_channels, spec.image_size, spec.image_size)
+    table = summary(
+        model,
+        input_size=input_size,
+        device=device,
+        mode="eval",
+        verbose=0,
+        col_names=("output_size", "num_params"),
+    )
+    return str(table)
+
+
+def resume(
+    training: Training, path: Path, config: argparse.Namespace, runtime: Runtime, log
+) -> None:
+    """Restore every piece of state the checkpoint holds, this rank's RNG streams included."""
+    checkpoint = load_checkpoint(path)
+    saved = checkpoint["config"]
+    if saved["model"] != config.model or checkpoint["num_classes"] != training.spec.num_classes:
+        raise UserError(
+            f"checkpoint {path} is a {saved['model']} for {checkpoint['num_classes']} classes, "
+            f"but this run builds a {config.model} for {training.spec.num_classes}: "
+            "resume with the same --model and --dataset, or start a new --name"
+        )
+    load_model_weights(training.model, checkpoint, path)
+    optimisation = training.optimisation
+    optimisation.optimizer.load_state_dict(checkpoint["optimizer"])
+    optimisation.scheduler.load_state_dict(checkpoint["scheduler"])
+{%- if cookiecutter.mixed_precision == "yes" %}
+    optimisation.precision.scaler.load_state_dict(checkpoint["scaler"])
+{%- endif %}
+    training.stopper.load_state_dict(checkpoint["early_stopping"])
+    training.progress.epoch = checkpoint["epoch"]
+    training.progress.global_step = checkpoint["global_step"]
+    rng_states = checkpoint["rng"]
+    restore_rng_state(rng_states[runtime.rank % len(rng_states)])
+    log.info(
+        "resumed from %s after epoch %d (step %d)",
+        path,
+        checkpoint["epoch"],
+        checkpoint["global_step"],
+    )
+
+
+def checkpoint_payload(training: Training, config: argparse.Namespace, rng_states: list) -> dict:
+    optimisation = training.optimisation
+    return {
+        "model": unwrap(training.model).state_dict(),
+        "optimizer": optimisation.optimizer.state_dict(),
+        "scheduler": optimisation.scheduler.state_dict(),
+{%- if cookiecutter.mixed_precision == "yes" %}
+        "scaler": optimisation.precision.scaler.state_dict(),
+{%- endif %}
+        "epoch": training.progress.epoch,
+        "global_step": training.progress.global_step,
+        "monitor": config.monitor,
+        "best_metric": training.stopper.best,
+        "early_stopping": training.stopper.state_dict(),
+        "rng": rng_states,
+        "config": config_to_dict(config),
+        "class_names": list(training.spec.class_names),
+        "num_classes": training.spec.num_classes,
+        "in_channels": training.spec.in_channels,
+        "image_size": training.spec.image_size,
+    }
+
+
+def wrap_for_devices(
+    model: nn.Module, config: argparse.Namespace, runtime: Runtime, log
+) -> nn.Module:
+{%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
+    if runtime.world_size > 1:
+        return wrap_ddp(model, runtime.device)
+{%- endif %}
+{%- if cookiecutter.multi_gpu in ["dp", "both"] %}
+    if config.dp:
+        return wrap_data_parallel(model, runtime.device, log)
+{%- endif %}
+    return model
+
+
+def fit(
+    config: argparse.Namespace,
+    runtime: Runtime,
+    training: Training,
+    run_dir: Path,
+    loggers: ExperimentLoggers | None,
+    log,
+) -> None:
+    model = wrap_for_devices(training.model, config, runtime, log)
+    progress = training.progress
+    for epoch in range(progress.epoch, config.epochs):
+        progress.epoch = epoch
+        training.train_loader.sampler.set_epoch(epoch)
+        train_stats = train_one_epoch(
+            model,
+            training.train_loader,
+            training.optimisation,
+            progress,
+            runtime.device,
+            config.log_every,
+            loggers.log_step if loggers else ignore_step,
+            show_progress=runtime.is_main and not config.no_progress,
+        )
+        val_stats = evaluate(
+            training.model,
+            training.val_loader,
+            training.spec.num_classes,
+            runtime.device,
+{%- if cookiecutter.mixed_precision == "yes" %}
+            training.optimisation.precision.autocast,
+{%- endif %}
+        )
+        improved = training.stopper.update(val_stats[config.monitor])
+        progress.epoch = epoch + 1
+        record = epoch_record(progress, train_stats, val_stats, training)
+{%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
+        rng_states = all_gather_objects(capture_rng_state())
+{%- else %}
+        rng_states = [capture_rng_state()]
+{%- endif %}
+        if runtime.is_main:
+            loggers.log_epoch(record, progress.global_step)
+            save_checkpoints(checkpoint_payload(training, config, rng_states), run_dir, improved)
+            log.info(epoch_line(record, config.epochs))
+{%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
+        if broadcast_flag(training.stopper.should_stop):
+{%- else %}
+        if training.stopper.should_stop:
+{%- endif %}
+            log.info(
+                "early stopping: %s has not improved for %d epochs", config.monitor, config.patience
+            )
+            break
+    if runtime.is_main:
+        finish_run(config, training, run_dir, loggers, log)
+
+
+def ignore_step(values: dict, step: int) -> None:
+    """Step logging for processes that do not write (DDP ranks other than 0)."""
+
+
+def epoch_record(
+    progress: Progress, train_stats: dict, val_stats: dict, training: Training
+) -> dict:
+    record = {"epoch": progress.epoch, "step": progress.global_step}
+    record.update(train_stats)
+    record.update({key: value for key, value in val_stats.items() if key.startswith("val_")})
+    record["lr"] = training.optimisation.optimizer.param_groups[0]["lr"]
+    record["per_class_acc"] = val_stats["per_class_acc"]
+    return record
+
+
+def epoch_line(record: dict, epochs: int) -> str:
+    return (
+        f"epoch {record['epoch']}/{epochs} train_loss {record['train_loss']:.4f} "
+        f"train_acc {record['train_acc']:.4f} val_loss {record['val_loss']:.4f} "
+        f"val_acc {record['val_acc']:.4f} lr {record['lr']:.2e} "
+        f"{record['samples_per_second']:.0f} samples/s {record['epoch_seconds']:.1f}s"
+    )
+
+
+def save_checkpoints(payload: dict, run_dir: Path, improved: bool) -> None:
+    atomic_save(payload, run_dir / "last.pt")
+    if improved:
+        atomic_save(payload, run_dir / "best.pt")
+
+
+def finish_run(
+    config: argparse.Namespace,
+    training: Training,
+    run_dir: Path,
+    loggers: ExperimentLoggers,
+    log,
+) -> None:
+    best = {config.monitor: training.stopper.best}
+    loggers.finish(best, run_dir / "best.pt")
+    log.info("best %s %.4f; run folder %s", config.monitor, training.stopper.best, run_dir)
+{%- if cookiecutter.onnx_export == "yes" %}
+    if config.export_onnx:
+        checkpoint = load_checkpoint(run_dir / "best.pt")
+        load_model_weights(training.model, checkpoint, run_dir / "best.pt")
+        export_and_verify(training.model, training.spec, run_dir / "model.onnx", log.info)
+{%- endif %}
