@@ -17,10 +17,8 @@ def unselected_paths(answers: dict) -> list[str]:
     paths = []
     if logger not in ("tensorboard", "both"):
         paths.append(f"{package}/loggers/tensorboard_logger.py")
-        paths.append("tests/test_tensorboard.py")
     if logger not in ("wandb", "both"):
         paths.append(f"{package}/loggers/wandb_logger.py")
-        paths.append("tests/test_wandb.py")
     if answers["mixed_precision"] != "yes":
         paths.append(f"{package}/amp.py")
         paths.append("tests/test_amp.py")
@@ -29,7 +27,6 @@ def unselected_paths(answers: dict) -> list[str]:
         paths.append("tests/test_distributed.py")
     if multi_gpu not in ("dp", "both"):
         paths.append(f"{package}/data_parallel.py")
-        paths.append("tests/test_data_parallel.py")
     if answers["onnx_export"] != "yes":
         paths.append(f"{package}/export.py")
         paths.append("tests/test_export.py")

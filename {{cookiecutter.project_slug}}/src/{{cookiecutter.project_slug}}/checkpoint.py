@@ -58,22 +58,19 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def capture_rng_state() -> dict:
-    """Every generator a training step draws from, as tensors and plain Python values."""
+    """Every generator a training step draws from, as plain Python data.
+
+    Plain lists (not tensors) so the state also travels through DDP object collectives.
+    """
     numpy_kind, numpy_keys, numpy_pos, numpy_has_gauss, numpy_gauss = np.random.get_state()
     python_version, python_internal, python_gauss = random.getstate()
     state = {
         "python": [python_version, list(python_internal), python_gauss],
-        "numpy": [
-            numpy_kind,
-            torch.from_numpy(numpy_keys.copy()),
-            numpy_pos,
-            numpy_has_gauss,
-            numpy_gauss,
-        ],
-        "torch": torch.get_rng_state(),
+        "numpy": [numpy_kind, numpy_keys.tolist(), numpy_pos, numpy_has_gauss, numpy_gauss],
+        "torch": torch.get_rng_state().tolist(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = [cuda_state.tolist() for cuda_state in torch.cuda.get_rng_state_all()]
     return state
 
 
@@ -81,10 +78,13 @@ def restore_rng_state(state: dict) -> None:
     python_version, python_internal, python_gauss = state["python"]
     random.setstate((python_version, tuple(python_internal), python_gauss))
     numpy_kind, numpy_keys, numpy_pos, numpy_has_gauss, numpy_gauss = state["numpy"]
-    np.random.set_state((numpy_kind, numpy_keys.numpy(), numpy_pos, numpy_has_gauss, numpy_gauss))
-    torch.set_rng_state(state["torch"])
+    numpy_state = (numpy_kind, np.array(numpy_keys, dtype=np.uint32), numpy_pos)
+    np.random.set_state((*numpy_state, numpy_has_gauss, numpy_gauss))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all(
+            [torch.tensor(cuda_state, dtype=torch.uint8) for cuda_state in state["cuda"]]
+        )
 
 
 def load_checkpoint(path: Path) -> dict:

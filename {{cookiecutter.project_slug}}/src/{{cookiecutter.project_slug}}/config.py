@@ -120,6 +120,12 @@ def build_parser() -> ConfigParser:
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=positive_int, default=15, help="training epochs")
+    optim.add_argument(
+        "--stop-after-epochs",
+        type=positive_int,
+        help="end this invocation after N epochs (the schedule still spans --epochs); "
+        "continue later with --resume auto, e.g. in time-limited cluster jobs",
+    )
     optim.add_argument("--batch-size", type=positive_int, default=64, help="batch size per process")
     optim.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate")
     optim.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="optimizer")

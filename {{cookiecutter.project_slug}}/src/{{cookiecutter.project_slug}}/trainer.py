@@ -116,7 +116,12 @@ def resolve_run_dir(config: argparse.Namespace) -> tuple[Path, Path | None]:
         last = run_dir / "last.pt"
         return run_dir, last if last.exists() else None
     if config.resume is not None:
-        return run_dir, Path(config.resume)
+        resume_from = Path(config.resume)
+        if not resume_from.is_file():
+            raise UserError(
+                f"checkpoint {resume_from} does not exist: check the path or use --resume auto"
+            )
+        return run_dir, resume_from
     if (run_dir / "config.yaml").exists() or (run_dir / "last.pt").exists():
         raise UserError(
             f"run folder {run_dir} already holds a run: pass --resume auto to continue it "
@@ -156,6 +161,12 @@ def run(config: argparse.Namespace, runtime: Runtime) -> None:
     if runtime.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     log = console_logger(run_dir if runtime.is_main else None)
+    log.info("training on %s, world size %d", runtime.device, runtime.world_size)
+{%- if cookiecutter.mixed_precision == "yes" %}
+    if config.amp:
+        scaler_note = " with GradScaler" if config.amp_dtype == "float16" else ""
+        log.info("mixed precision: autocast %s%s", config.amp_dtype, scaler_note)
+{%- endif %}
     training = build_training(config, runtime, log)
     if resume_from is not None:
         resume(training, resume_from, config, runtime, log)
@@ -256,7 +267,7 @@ def checkpoint_payload(training: Training, config: argparse.Namespace, rng_state
     return {
         "model": unwrap(training.model).state_dict(),
         "optimizer": optimisation.optimizer.state_dict(),
-        "scheduler": optimisation.scheduler.state_dict(),
+        "scheduler": scheduler_state(optimisation.scheduler),
 {%- if cookiecutter.mixed_precision == "yes" %}
         "scaler": optimisation.precision.scaler.state_dict(),
 {%- endif %}
@@ -272,6 +283,13 @@ def checkpoint_payload(training: Training, config: argparse.Namespace, rng_state
         "in_channels": training.spec.in_channels,
         "image_size": training.spec.image_size,
     }
+
+
+def scheduler_state(scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict:
+    """The scheduler's position; its schedule is rebuilt from the config on resume."""
+    state = scheduler.state_dict()
+    state["lr_lambdas"] = [None] * len(state["lr_lambdas"])
+    return state
 
 
 def wrap_for_devices(
@@ -298,7 +316,10 @@ def fit(
 ) -> None:
     model = wrap_for_devices(training.model, config, runtime, log)
     progress = training.progress
-    for epoch in range(progress.epoch, config.epochs):
+    final_epoch = config.epochs
+    if config.stop_after_epochs is not None:
+        final_epoch = min(final_epoch, progress.epoch + config.stop_after_epochs)
+    for epoch in range(progress.epoch, final_epoch):
         progress.epoch = epoch
         training.train_loader.sampler.set_epoch(epoch)
         train_stats = train_one_epoch(

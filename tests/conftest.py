@@ -1,0 +1,59 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from options import TEMPLATE_DIR
+
+# cookiecutter leaves its rendered hook scripts in $TMPDIR: keep them in the checkout's scratch.
+SCRATCH = TEMPLATE_DIR / ".scratch"
+os.environ["TMPDIR"] = str(SCRATCH / "tmp")
+(SCRATCH / "tmp").mkdir(parents=True, exist_ok=True)
+
+class Renderer:
+    """Bakes projects with pytest-cookies; one render per distinct set of answers."""
+
+    def __init__(self, cookies) -> None:
+        self.cookies = cookies
+        self.cache: dict[tuple, Path] = {}
+
+    def __call__(self, **answers) -> Path:
+        answers.setdefault("init_git", "no")
+        key = tuple(sorted(answers.items()))
+        if key not in self.cache:
+            result = self.cookies.bake(extra_context=answers)
+            assert result.exit_code == 0, result.exception
+            self.cache[key] = Path(result.project_path)
+        return self.cache[key]
+
+
+@pytest.fixture(scope="session")
+def render(cookies_session) -> Renderer:
+    return Renderer(cookies_session)
+
+
+def run_command(command: list[str], cwd: Path, timeout: float = 600, **env) -> subprocess.CompletedProcess:
+    """Run a command with the test interpreter's environment; return the finished process."""
+    full_env = {**os.environ, "PYTHONPATH": str(cwd / "src"), "PYTHONUNBUFFERED": "1", **env}
+    return subprocess.run(
+        command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+PYTHON = sys.executable
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how many option combinations were rendered and trained."""
+    passed = terminalreporter.stats.get("passed", [])
+    counts = {"rendered": 0, "trained": 0}
+    for report in passed:
+        if "test_combination_renders_exactly_its_files" in report.nodeid:
+            counts["rendered"] += 1
+        elif "test_combination_trains_on_cpu" in report.nodeid:
+            counts["trained"] += 1
+    terminalreporter.write_line(
+        f"combinations: {counts['rendered']} rendered, {counts['trained']} trained"
+    )

@@ -1,0 +1,85 @@
+"""The template's options, read from cookiecutter.json, and what each combination implies."""
+
+import itertools
+import json
+from pathlib import Path
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent
+OPTIONS = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
+CODE_SHAPING = ("logger", "mixed_precision", "multi_gpu", "onnx_export")
+CHOICE_OPTIONS = {name: values for name, values in OPTIONS.items() if isinstance(values, list)}
+SLUG = "image_classifier"
+
+
+def code_shaping_combinations() -> list[dict]:
+    values = [CHOICE_OPTIONS[name] for name in CODE_SHAPING]
+    return [dict(zip(CODE_SHAPING, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def combination_id(combo: dict) -> str:
+    return "-".join(f"{name}={combo[name]}" for name in CODE_SHAPING)
+
+
+def uses_ddp(combo: dict) -> bool:
+    return combo["multi_gpu"] in ("ddp", "both")
+
+
+def uses_dp(combo: dict) -> bool:
+    return combo["multi_gpu"] in ("dp", "both")
+
+
+def uses_tensorboard(combo: dict) -> bool:
+    return combo["logger"] in ("tensorboard", "both")
+
+
+def uses_wandb(combo: dict) -> bool:
+    return combo["logger"] in ("wandb", "both")
+
+
+def expected_files(answers: dict) -> set[str]:
+    """The exact file set a rendered project must have (written independently of the hook)."""
+    package = f"src/{answers['project_slug']}"
+    files = {
+        ".gitignore",
+        "Makefile",
+        "README.md",
+        "pyproject.toml",
+        "configs/digits.yaml",
+        "tests/conftest.py",
+        "tests/test_train.py",
+        "tests/test_config.py",
+        "tests/test_bad_input.py",
+        f"{package}/__init__.py",
+        f"{package}/checkpoint.py",
+        f"{package}/config.py",
+        f"{package}/data.py",
+        f"{package}/early_stopping.py",
+        f"{package}/engine.py",
+        f"{package}/errors.py",
+        f"{package}/evaluate.py",
+        f"{package}/models.py",
+        f"{package}/optim.py",
+        f"{package}/train.py",
+        f"{package}/trainer.py",
+        f"{package}/loggers/__init__.py",
+        f"{package}/loggers/metrics_file.py",
+    }
+    if answers["license"] != "none":
+        files.add("LICENSE")
+    if uses_tensorboard(answers):
+        files.add(f"{package}/loggers/tensorboard_logger.py")
+    if uses_wandb(answers):
+        files.add(f"{package}/loggers/wandb_logger.py")
+    if answers["mixed_precision"] == "yes":
+        files |= {f"{package}/amp.py", "tests/test_amp.py"}
+    if uses_ddp(answers):
+        files |= {f"{package}/distributed.py", "tests/test_distributed.py"}
+    if uses_dp(answers):
+        files.add(f"{package}/data_parallel.py")
+    if answers["onnx_export"] == "yes":
+        files |= {f"{package}/export.py", "tests/test_export.py"}
+    if answers["ci"] == "github":
+        files.add(".github/workflows/ci.yml")
+    if answers["pre_commit"] == "yes":
+        files.add(".pre-commit-config.yaml")
+    return files

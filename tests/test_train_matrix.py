@@ -1,0 +1,65 @@
+"""Every code-shaping combination trains a short CPU run in a fresh process, with its switches."""
+
+import json
+
+import pytest
+
+from conftest import PYTHON, run_command
+from options import (
+    SLUG,
+    code_shaping_combinations,
+    combination_id,
+    uses_ddp,
+    uses_dp,
+    uses_tensorboard,
+    uses_wandb,
+)
+
+SHORT_RUN = ["--epochs", "2", "--batch-size", "128", "--no-progress", "--name", "matrix"]
+
+
+def switches(combo: dict) -> list[str]:
+    flags = []
+    if combo["mixed_precision"] == "yes":
+        flags.append("--amp")
+    if uses_dp(combo) and not uses_ddp(combo):
+        flags.append("--dp")
+    if combo["onnx_export"] == "yes":
+        flags.append("--export-onnx")
+    return flags
+
+
+def launcher(combo: dict) -> list[str]:
+    if uses_ddp(combo):
+        return [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    return [PYTHON]
+
+
+@pytest.mark.parametrize("combo", code_shaping_combinations(), ids=combination_id)
+def test_combination_trains_on_cpu(render, combo, tmp_path):
+    project = render(**combo)
+    command = [*launcher(combo), "-m", f"{SLUG}.train", *SHORT_RUN, "--output-dir", str(tmp_path)]
+    result = run_command([*command, *switches(combo)], project, WANDB_MODE="offline")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    run_dir = tmp_path / "matrix"
+    assert (run_dir / "last.pt").stat().st_size > 0
+    assert (run_dir / "best.pt").stat().st_size > 0
+    assert "config:" in (run_dir / "train.log").read_text()
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [record["epoch"] for record in records] == [1, 2]
+    assert all(0.0 <= record["val_acc"] <= 1.0 for record in records)
+    log = result.stderr
+    if uses_ddp(combo):
+        assert "world size 2" in log
+    if uses_dp(combo) and not uses_ddp(combo):
+        assert "--dp does nothing here" in log
+    if combo["mixed_precision"] == "yes":
+        assert "autocast bfloat16" in log
+    if uses_tensorboard(combo):
+        assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    if uses_wandb(combo):
+        assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    if combo["onnx_export"] == "yes":
+        assert (run_dir / "model.onnx").stat().st_size > 0
+        assert "onnxruntime max |diff|" in log

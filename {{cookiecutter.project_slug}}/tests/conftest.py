@@ -1,0 +1,32 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from {{ cookiecutter.project_slug }}.train import main as train_main
+
+QUICK = ["--epochs", "1", "--warmup-epochs", "0", "--no-progress"]
+
+
+@pytest.fixture
+def train(tmp_path):
+    """Run the train command in-process under tmp_path; return the run folder."""
+
+    def run(*flags: str, name: str = "run") -> Path:
+        exit_code = train_main([*QUICK, "--output-dir", str(tmp_path), "--name", name, *flags])
+        assert exit_code == 0
+        return tmp_path / name
+
+    return run
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def load_weights(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

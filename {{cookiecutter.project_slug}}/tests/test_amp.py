@@ -1,0 +1,25 @@
+import torch
+
+from conftest import requires_cuda
+from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint
+
+
+def test_bfloat16_autocast_trains_on_cpu(train):
+    run_dir = train("--amp", "--device", "cpu")
+    assert "autocast bfloat16" in (run_dir / "train.log").read_text()
+
+
+def test_float16_checkpoints_the_grad_scaler(train):
+    checkpoint = load_checkpoint(
+        train("--amp", "--amp-dtype", "float16", "--device", "cpu") / "last.pt"
+    )
+    assert checkpoint["scaler"]["scale"] > 0
+
+
+@requires_cuda
+def test_float16_with_grad_scaler_on_cuda(train):
+    checkpoint = load_checkpoint(
+        train("--amp", "--amp-dtype", "float16", "--device", "cuda") / "last.pt"
+    )
+    assert checkpoint["scaler"]["_growth_tracker"] >= 0
+    assert torch.isfinite(torch.tensor(checkpoint["best_metric"]))

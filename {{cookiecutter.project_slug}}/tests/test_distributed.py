@@ -1,0 +1,43 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import QUICK, load_weights
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+
+
+def torchrun(tmp_path, processes: int, *flags: str) -> subprocess.CompletedProcess:
+    command = [
+        *TORCHRUN,
+        f"--nproc_per_node={processes}",
+        "-m",
+        "{{ cookiecutter.project_slug }}.train",
+        *QUICK,
+        "--output-dir",
+        str(tmp_path),
+        "--name",
+        "ddp",
+        *flags,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def test_two_gloo_processes_train_and_only_rank0_writes(tmp_path):
+    result = torchrun(tmp_path, 2, "--device", "cpu")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "world size 2" in result.stderr
+    assert len(load_weights(tmp_path / "ddp" / "last.pt")) > 0
+    assert (
+        len(list((tmp_path / "ddp").glob("*.pt"))) == 2
+    )  # last.pt and best.pt, no per-rank copies
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 1, reason="needs a CUDA GPU for nccl")
+def test_nccl_on_every_visible_gpu(tmp_path):
+    result = torchrun(tmp_path, torch.cuda.device_count(), "--device", "cuda")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"world size {torch.cuda.device_count()}" in result.stderr
