@@ -61,7 +61,15 @@ def init_git(answers: dict) -> None:
     commands = [
         ["git", "init", "--quiet", "--initial-branch=main"],
         ["git", "add", "--all"],
-        ["git", *identity, "commit", "--quiet", "--no-verify", "-m", "Initial commit from torch-template"],
+        [
+            "git",
+            *identity,
+            "commit",
+            "--quiet",
+            "--no-verify",
+            "-m",
+            "Initial commit from torch-template",
+        ],
     ]
     for command in commands:
         try:

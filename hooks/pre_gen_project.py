@@ -38,9 +38,7 @@ SHADOWED_MODULES = {
 }
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 # PEP 440 public version identifiers (epoch, release, pre, post, dev).
-VERSION = re.compile(
-    r"^([0-9]+!)?[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?$"
-)
+VERSION = re.compile(r"^([0-9]+!)?[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?$")
 PACKAGE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -51,7 +49,10 @@ def slug_problem(slug: str) -> str | None:
             "digits and underscores, not starting with a digit (e.g. 'my_project')"
         )
     if keyword.iskeyword(slug) or keyword.issoftkeyword(slug):
-        return f"project_slug {slug!r} is a Python keyword: choose another name (e.g. '{slug}_project')"
+        return (
+            f"project_slug {slug!r} is a Python keyword: "
+            f"choose another name (e.g. '{slug}_project')"
+        )
     if slug in SHADOWED_MODULES or slug in sys.stdlib_module_names:
         return (
             f"project_slug {slug!r} would shadow the module '{slug}' that the project imports: "

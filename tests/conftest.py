@@ -12,6 +12,7 @@ SCRATCH = TEMPLATE_DIR / ".scratch"
 os.environ["TMPDIR"] = str(SCRATCH / "tmp")
 (SCRATCH / "tmp").mkdir(parents=True, exist_ok=True)
 
+
 class Renderer:
     """Bakes projects with pytest-cookies; one render per distinct set of answers."""
 
@@ -34,7 +35,9 @@ def render(cookies_session) -> Renderer:
     return Renderer(cookies_session)
 
 
-def run_command(command: list[str], cwd: Path, timeout: float = 600, **env) -> subprocess.CompletedProcess:
+def run_command(
+    command: list[str], cwd: Path, timeout: float = 600, **env
+) -> subprocess.CompletedProcess:
     """Run a command with the test interpreter's environment; return the finished process."""
     full_env = {**os.environ, "PYTHONPATH": str(cwd / "src"), "PYTHONUNBUFFERED": "1", **env}
     return subprocess.run(

@@ -7,7 +7,11 @@ from pathlib import Path
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent
 OPTIONS = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
 CODE_SHAPING = ("logger", "mixed_precision", "multi_gpu", "onnx_export")
-CHOICE_OPTIONS = {name: values for name, values in OPTIONS.items() if isinstance(values, list)}
+CHOICE_OPTIONS = {
+    name: values
+    for name, values in OPTIONS.items()
+    if isinstance(values, list) and not name.startswith("_")
+}
 SLUG = "image_classifier"
 
 

@@ -3,7 +3,9 @@
 import math
 import time
 from collections.abc import Callable
+{% if cookiecutter.mixed_precision == "yes" -%}
 from contextlib import AbstractContextManager, nullcontext
+{% endif -%}
 from dataclasses import dataclass
 
 import torch
@@ -176,7 +178,9 @@ def evaluate(
     loader: DataLoader,
     num_classes: int,
     device: torch.device,
+{%- if cookiecutter.mixed_precision == "yes" %}
     autocast: Callable[[], AbstractContextManager] = nullcontext,
+{%- endif %}
     show_progress: bool = False,
 ) -> dict:
     """Loss, top-1 (top-5), per-class accuracy and confusion matrix over every rank's shard."""
@@ -186,8 +190,12 @@ def evaluate(
     for images, targets in tqdm(loader, desc="val", disable=not show_progress, leave=False):
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
+{%- if cookiecutter.mixed_precision == "yes" %}
         with autocast():
             logits = model(images)
+{%- else %}
+        logits = model(images)
+{%- endif %}
         logits = logits.float()
         mean_loss.update(nn.functional.cross_entropy(logits, targets, reduction="none"))
         metrics.update(logits, targets)
