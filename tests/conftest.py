@@ -35,17 +35,35 @@ def render(cookies_session) -> Renderer:
     return Renderer(cookies_session)
 
 
+FORKSERVER = TEMPLATE_DIR / "tests" / "forkserver.py"
+PYTHON = sys.executable
+
+
+@pytest.fixture(scope="session")
+def preloaded_python(tmp_path_factory):
+    """A command prefix that behaves like `python` but starts in well under a second."""
+    socket_path = tmp_path_factory.mktemp("forkserver") / "socket"
+    server = subprocess.Popen(
+        [PYTHON, str(FORKSERVER), "serve", str(socket_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert server.stdout.readline().strip() == "ready", "forkserver failed to start"
+    os.environ["FORKSERVER_SOCKET"] = str(socket_path)
+    yield [PYTHON, str(FORKSERVER)]
+    server.terminate()
+    server.wait()
+
+
 def run_command(
-    command: list[str], cwd: Path, timeout: float = 600, **env
+    command: list[str], cwd: Path, timeout: float = 600, **env: str
 ) -> subprocess.CompletedProcess:
-    """Run a command with the test interpreter's environment; return the finished process."""
+    """Run a command in the project folder with its src/ importable; return the result."""
     full_env = {**os.environ, "PYTHONPATH": str(cwd / "src"), "PYTHONUNBUFFERED": "1", **env}
     return subprocess.run(
         command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
-
-
-PYTHON = sys.executable
 
 
 def pytest_terminal_summary(terminalreporter):
