@@ -118,7 +118,7 @@ def image_transforms(image_size: int, native_size: int, mean, std) -> tuple[v2.C
     to_float = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     if image_size <= 32:
         augment = [
-            v2.Resize(image_size, antialias=True),
+            v2.Resize((image_size, image_size), antialias=True),
             v2.RandomAffine(degrees=10, translate=(0.1, 0.1)),
         ]
     else:
@@ -198,8 +198,9 @@ def image_folder_datasets(config: argparse.Namespace, image_size: int):
         train_idx, val_idx = split_indices(len(samples), config.val_fraction, config.seed)
         train_samples = [samples[i] for i in train_idx]
         val_samples = [samples[i] for i in val_idx]
-    train_samples = readable_samples(train_samples, config.skip_bad_images)
-    val_samples = readable_samples(val_samples, config.skip_bad_images)
+    unreadable = unreadable_images(train_samples + val_samples, config.skip_bad_images)
+    train_samples = [sample for sample in train_samples if sample[0] not in unreadable]
+    val_samples = [sample for sample in val_samples if sample[0] not in unreadable]
     train = ImageFileDataset(train_samples, train_tf)
     val = ImageFileDataset(val_samples, eval_tf)
     return train, val, DataSpec(tuple(classes), 3, image_size)
@@ -251,7 +252,8 @@ def is_readable_image(path: Path) -> bool:
     return True
 
 
-def readable_samples(samples: list[tuple[Path, int]], skip_bad: bool) -> list[tuple[Path, int]]:
+def unreadable_images(samples: list[tuple[Path, int]], skip_bad: bool) -> set[Path]:
+    """Check every file before training starts; refuse, or report how many are skipped."""
     bad = [path for path, _ in samples if not is_readable_image(path)]
     if bad and not skip_bad:
         listed = ", ".join(str(path) for path in bad[:5]) + (" ..." if len(bad) > 5 else "")
@@ -260,8 +262,7 @@ def readable_samples(samples: list[tuple[Path, int]], skip_bad: bool) -> list[tu
         )
     if bad:
         print(f"skipped {len(bad)} unreadable image(s)")
-    bad_paths = set(bad)
-    return [sample for sample in samples if sample[0] not in bad_paths]
+    return set(bad)
 
 
 def seed_worker(worker_id: int) -> None:
