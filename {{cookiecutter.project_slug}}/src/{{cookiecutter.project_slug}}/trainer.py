@@ -3,6 +3,7 @@
 import argparse
 import os
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -315,6 +316,7 @@ def fit(
     log,
 ) -> None:
     model = wrap_for_devices(training.model, config, runtime, log)
+    started = time.perf_counter()
     progress = training.progress
     final_epoch = config.epochs
     if config.stop_after_epochs is not None:
@@ -363,6 +365,7 @@ def fit(
             )
             break
     if runtime.is_main:
+        log.info("trained to epoch %d in %.1f s", progress.epoch, time.perf_counter() - started)
         finish_run(config, training, run_dir, loggers, log)
 
 
