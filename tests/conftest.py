@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -5,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from options import TEMPLATE_DIR
+from options import SLUG, TEMPLATE_DIR
 
 # cookiecutter leaves its rendered hook scripts in $TMPDIR: keep them in the checkout's scratch.
 SCRATCH = TEMPLATE_DIR / ".scratch"
@@ -60,10 +61,18 @@ def run_command(
     command: list[str], cwd: Path, timeout: float = 600, **env: str
 ) -> subprocess.CompletedProcess:
     """Run a command in the project folder with its src/ importable; return the result."""
-    full_env = {**os.environ, "PYTHONPATH": str(cwd / "src"), "PYTHONUNBUFFERED": "1", **env}
     return subprocess.run(
-        command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+        command,
+        cwd=cwd,
+        env=project_environment(cwd, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
+
+
+def project_environment(project: Path, **env: str) -> dict:
+    return {**os.environ, "PYTHONPATH": str(project / "src"), "PYTHONUNBUFFERED": "1", **env}
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -78,3 +87,16 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(
         f"combinations: {counts['rendered']} rendered, {counts['trained']} trained"
     )
+
+
+def train_command(python: list[str], processes: int = 1, nodes_flags: tuple = ()) -> list[str]:
+    """`python -m <slug>.train`, or torchrun over `processes` preloaded-python workers."""
+    if processes == 1 and not nodes_flags:
+        return [*python, "-m", f"{SLUG}.train"]
+    torchrun = [*python, "-m", "torch.distributed.run", f"--nproc_per_node={processes}"]
+    torchrun += list(nodes_flags) or ["--standalone"]
+    return [*torchrun, str(FORKSERVER), "-m", f"{SLUG}.train"]
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

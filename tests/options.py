@@ -53,6 +53,8 @@ def expected_files(answers: dict) -> set[str]:
         "tests/test_train.py",
         "tests/test_config.py",
         "tests/test_bad_input.py",
+        "tests/test_data.py",
+        "tests/test_models.py",
         f"{package}/__init__.py",
         f"{package}/checkpoint.py",
         f"{package}/config.py",

@@ -1,12 +1,9 @@
 """Every code-shaping combination trains a short CPU run in a fresh process, with its switches."""
 
-import json
-
 import pytest
 
-from conftest import FORKSERVER, run_command
+from conftest import read_metrics, run_command, train_command
 from options import (
-    SLUG,
     code_shaping_combinations,
     combination_id,
     uses_ddp,
@@ -32,18 +29,10 @@ def switches(combo: dict) -> list[str]:
     return flags
 
 
-def launcher(python: list[str], combo: dict) -> list[str]:
-    """`python -m`, or torchrun with two processes (each of them a preloaded python)."""
-    if uses_ddp(combo):
-        torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-        return [*python, *torchrun, str(FORKSERVER), "-m"]
-    return [*python, "-m"]
-
-
 @pytest.mark.parametrize("combo", code_shaping_combinations(), ids=combination_id)
 def test_combination_trains_on_cpu(render, preloaded_python, combo, tmp_path):
     project = render(**combo)
-    command = [*launcher(preloaded_python, combo), f"{SLUG}.train", *SHORT_RUN]
+    command = [*train_command(preloaded_python, 2 if uses_ddp(combo) else 1), *SHORT_RUN]
     command += ["--output-dir", str(tmp_path)]
     result = run_command([*command, *switches(combo)], project, WANDB_MODE="offline")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -52,7 +41,7 @@ def test_combination_trains_on_cpu(render, preloaded_python, combo, tmp_path):
     assert (run_dir / "last.pt").stat().st_size > 0
     assert (run_dir / "best.pt").stat().st_size > 0
     assert "config:" in (run_dir / "train.log").read_text()
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = read_metrics(run_dir)
     assert [record["epoch"] for record in records] == [1, 2]
     assert all(0.0 <= record["val_acc"] <= 1.0 for record in records)
     log = result.stderr

@@ -170,7 +170,12 @@ def build_parser() -> ConfigParser:
         "--min-delta", type=non_negative_float, default=0.0, help="smallest change that counts"
     )
     stopping.add_argument(
-        "--monitor", choices=("val_loss", "val_acc"), default="val_acc", help="metric to watch"
+        "--monitor",
+        "--monitor-metric",
+        choices=("val_loss", "val_acc"),
+        default="val_acc",
+        help="metric to watch (spell it --monitor-metric after torchrun, whose own parser "
+        "takes --monitor for its --monitor-interval)",
     )
     stopping.add_argument(
         "--mode",

@@ -47,6 +47,17 @@ def gradient_sync(model: nn.Module, enabled: bool) -> AbstractContextManager:
     return model.no_sync()
 
 
+def broadcast_buffers(model: nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm statistics).
+
+    Each rank's last training step updated its own running statistics; without this, ranks
+    would validate slightly different models and rank 0 would save yet another.
+    """
+    if dist.is_initialized():
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> None:
     if dist.is_initialized():
         dist.all_reduce(tensor)
@@ -68,6 +79,16 @@ def broadcast_flag(flag: bool) -> bool:
     decision = [flag]
     dist.broadcast_object_list(decision, src=0)
     return decision[0]
+
+
+def max_divergence_from_rank0(model: nn.Module) -> float:
+    """The largest |parameter - rank 0's parameter| on any rank: 0.0 when replicas agree."""
+    flat = torch.cat([parameter.detach().flatten().float() for parameter in model.parameters()])
+    reference = flat.clone()
+    dist.broadcast(reference, src=0)
+    divergence = (flat - reference).abs().max()
+    dist.all_reduce(divergence, op=dist.ReduceOp.MAX)
+    return float(divergence)
 
 
 def barrier() -> None:

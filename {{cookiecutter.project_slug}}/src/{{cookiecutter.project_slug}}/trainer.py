@@ -34,10 +34,12 @@ from .data_parallel import wrap_data_parallel
 from .distributed import (
     all_gather_objects,
     barrier,
+    broadcast_buffers,
     broadcast_flag,
     destroy_process_group,
     init_process_group,
     launched_by_torchrun,
+    max_divergence_from_rank0,
     wrap_ddp,
 )
 {% endif -%}
@@ -334,6 +336,9 @@ def fit(
             loggers.log_step if loggers else ignore_step,
             show_progress=runtime.is_main and not config.no_progress,
         )
+{%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
+        broadcast_buffers(training.model)
+{%- endif %}
         val_stats = evaluate(
             training.model,
             training.val_loader,
@@ -364,11 +369,26 @@ def fit(
                 "early stopping: %s has not improved for %d epochs", config.monitor, config.patience
             )
             break
+{%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
+    if runtime.world_size > 1:
+        report_replica_agreement(training.model, runtime, log)
+{%- endif %}
     if runtime.is_main:
         log.info("trained to epoch %d in %.1f s", progress.epoch, time.perf_counter() - started)
         finish_run(config, training, run_dir, loggers, log)
 
 
+{% if cookiecutter.multi_gpu in ["ddp", "both"] -%}
+def report_replica_agreement(model: nn.Module, runtime: Runtime, log) -> None:
+    """Check that every rank ends with rank 0's weights (DDP keeps them in lockstep)."""
+    divergence = max_divergence_from_rank0(model)
+    if divergence == 0.0:
+        log.info("parameters identical on all %d ranks", runtime.world_size)
+    else:
+        log.warning("parameters differ across ranks by up to %.3g", divergence)
+
+
+{% endif -%}
 def ignore_step(values: dict, step: int) -> None:
     """Step logging for processes that do not write (DDP ranks other than 0)."""
 

@@ -21,10 +21,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
 def console_logger(run_dir: Path | None) -> logging.Logger:
-    """Log to stderr and, on the writing process, to <run_dir>/train.log."""
+    """Log to stderr and <run_dir>/train.log; processes that do not write log warnings only."""
     log = logging.getLogger("train")
     log.handlers.clear()
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.INFO if run_dir is not None else logging.WARNING)
     log.propagate = False
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if run_dir is not None:
