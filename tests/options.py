@@ -68,6 +68,7 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/train.py",
         f"{package}/trainer.py",
         f"{package}/loggers/__init__.py",
+        f"{package}/loggers/base.py",
         f"{package}/loggers/metrics_file.py",
     }
     if answers["license"] != "none":

@@ -1,15 +1,42 @@
 import numpy as np
 import onnxruntime
+import pytest
+import torch
 
-from {{ cookiecutter.project_slug }}.export import TOLERANCE
-from {{ cookiecutter.project_slug }}.export import main as export_main
+from {{ cookiecutter.project_slug }} import export
+from {{ cookiecutter.project_slug }}.config import MODELS
+from {{ cookiecutter.project_slug }}.data import DataSpec
+from {{ cookiecutter.project_slug }}.errors import UserError
+from {{ cookiecutter.project_slug }}.models import build_model
+
+SPEC = DataSpec(tuple("abcd"), in_channels=3, image_size=16)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_exports_with_onnxruntime_parity(name, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(name, SPEC).eval()
+    path = tmp_path / f"{name}.onnx"
+    export.export_onnx(model, SPEC, path)
+    differences = export.largest_difference(model, SPEC, path)
+    assert set(differences) == {1, 7}
+    assert max(differences.values()) <= export.TOLERANCE
+
+
+def test_export_refuses_a_model_beyond_tolerance(tmp_path, monkeypatch):
+    # Outputs often match bit for bit; a negative tolerance makes any result a failure.
+    monkeypatch.setattr(export, "TOLERANCE", -1.0)
+    model = build_model("simple_cnn", SPEC)
+    with pytest.raises(UserError, match=r"differs from PyTorch by more than -1 \(batch 1: "):
+        export.export_and_verify(model, SPEC, tmp_path / "model.onnx", report=print)
 
 
 def test_export_command_writes_a_verified_model(train, tmp_path, capsys):
     run_dir = train()
     output = tmp_path / "model.onnx"
-    assert export_main(["--checkpoint", str(run_dir / "best.pt"), "--output", str(output)]) == 0
-    assert f"<= {TOLERANCE:g}" in capsys.readouterr().out
+    exit_code = export.main(["--checkpoint", str(run_dir / "best.pt"), "--output", str(output)])
+    assert exit_code == 0
+    assert f"<= {export.TOLERANCE:g}" in capsys.readouterr().out
     session = onnxruntime.InferenceSession(output, providers=["CPUExecutionProvider"])
     for batch in (1, 7):
         (logits,) = session.run(None, {"images": np.zeros((batch, 1, 8, 8), np.float32)})

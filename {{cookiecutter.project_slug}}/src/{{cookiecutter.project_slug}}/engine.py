@@ -11,7 +11,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+{% if cookiecutter.logger in ["tensorboard", "both"] -%}
+from torchmetrics import CatMetric, MeanMetric, MetricCollection
+{% else -%}
 from torchmetrics import MeanMetric, MetricCollection
+{% endif -%}
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 from tqdm import tqdm
 
@@ -181,12 +185,18 @@ def evaluate(
 {%- if cookiecutter.mixed_precision == "yes" %}
     autocast: Callable[[], AbstractContextManager] = nullcontext,
 {%- endif %}
+{%- if cookiecutter.logger in ["tensorboard", "both"] %}
+    keep_predictions: bool = False,
+{%- endif %}
     show_progress: bool = False,
 ) -> dict:
     """Loss, top-1 (top-5), per-class accuracy and confusion matrix over every rank's shard."""
     model.eval()
     mean_loss = MeanMetric().to(device)
     metrics = validation_metrics(num_classes, device)
+{%- if cookiecutter.logger in ["tensorboard", "both"] %}
+    probabilities, labels = CatMetric().to(device), CatMetric().to(device)
+{%- endif %}
     for images, targets in tqdm(loader, desc="val", disable=not show_progress, leave=False):
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
@@ -199,6 +209,11 @@ def evaluate(
         logits = logits.float()
         mean_loss.update(nn.functional.cross_entropy(logits, targets, reduction="none"))
         metrics.update(logits, targets)
+{%- if cookiecutter.logger in ["tensorboard", "both"] %}
+        if keep_predictions:
+            probabilities.update(logits.softmax(dim=1))
+            labels.update(targets)
+{%- endif %}
     results = {name: value.cpu() for name, value in metrics.compute().items()}
     val_loss = float(mean_loss.compute())
     if not math.isfinite(val_loss):
@@ -211,4 +226,9 @@ def evaluate(
         summary["val_top5"] = float(results["val_top5"])
     summary["per_class_acc"] = results["val_per_class_acc"].tolist()
     summary["confusion_matrix"] = results["val_confusion"].tolist()
+{%- if cookiecutter.logger in ["tensorboard", "both"] %}
+    if keep_predictions:
+        summary["probabilities"] = probabilities.compute().cpu()
+        summary["targets"] = labels.compute().cpu().long()
+{%- endif %}
     return summary

@@ -33,7 +33,7 @@ def export_onnx(model: nn.Module, spec: DataSpec, path: Path) -> None:
         path,
         input_names=["images"],
         output_names=["logits"],
-        dynamic_shapes={"x": {0: batch}},
+        dynamic_shapes=({0: batch},),
         dynamo=True,
         verbose=False,
     )

@@ -49,7 +49,11 @@ from .errors import UserError
 {% if cookiecutter.onnx_export == "yes" -%}
 from .export import export_and_verify
 {% endif -%}
-from .loggers import ExperimentLoggers, build_loggers, console_logger
+from .loggers import build_loggers, console_logger
+from .loggers.base import ExperimentLoggers
+{% if cookiecutter.logger in ["wandb", "both"] -%}
+from .loggers.wandb_logger import check_wandb_can_log
+{% endif -%}
 from .models import build_model, initialise_weights
 from .optim import build_optimizer, build_scheduler
 
@@ -158,6 +162,9 @@ def train(config: argparse.Namespace) -> None:
 def run(config: argparse.Namespace, runtime: Runtime) -> None:
     seed_everything(config.seed + runtime.rank, config.deterministic)
     run_dir, resume_from = resolve_run_dir(config)
+{%- if cookiecutter.logger in ["wandb", "both"] %}
+    check_wandb_can_log()
+{%- endif %}
 {%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
     barrier()  # every rank checks the folder before rank 0 writes into it
 {%- endif %}
@@ -318,8 +325,12 @@ def fit(
     log,
 ) -> None:
     model = wrap_for_devices(training.model, config, runtime, log)
-    started = time.perf_counter()
     progress = training.progress
+{%- if cookiecutter.logger != "none" %}
+    if runtime.is_main and progress.epoch == 0:
+        loggers.log_start(training.model, sample_training_batch(training.train_loader))
+{%- endif %}
+    started = time.perf_counter()
     final_epoch = config.epochs
     if config.stop_after_epochs is not None:
         final_epoch = min(final_epoch, progress.epoch + config.stop_after_epochs)
@@ -347,6 +358,9 @@ def fit(
 {%- if cookiecutter.mixed_precision == "yes" %}
             training.optimisation.precision.autocast,
 {%- endif %}
+{%- if cookiecutter.logger in ["tensorboard", "both"] %}
+            keep_predictions=True,  # every rank: gathering them is a collective
+{%- endif %}
         )
         improved = training.stopper.update(val_stats[config.monitor])
         progress.epoch = epoch + 1
@@ -357,7 +371,8 @@ def fit(
         rng_states = [capture_rng_state()]
 {%- endif %}
         if runtime.is_main:
-            loggers.log_epoch(record, progress.global_step)
+            loggers.log_validation(progress.epoch, val_stats)
+            loggers.log_epoch(record, progress.global_step, training.model)
             save_checkpoints(checkpoint_payload(training, config, rng_states), run_dir, improved)
             log.info(epoch_line(record, config.epochs))
 {%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
@@ -386,6 +401,16 @@ def report_replica_agreement(model: nn.Module, runtime: Runtime, log) -> None:
         log.info("parameters identical on all %d ranks", runtime.world_size)
     else:
         log.warning("parameters differ across ranks by up to %.3g", divergence)
+
+
+{% endif -%}
+{% if cookiecutter.logger != "none" -%}
+def sample_training_batch(loader: DataLoader) -> torch.Tensor:
+    """One augmented batch for the loggers, drawn without disturbing the training RNG streams."""
+    rng_state = capture_rng_state()
+    images, _ = next(iter(loader))
+    restore_rng_state(rng_state)
+    return images
 
 
 {% endif -%}

@@ -10,6 +10,7 @@ from pathlib import Path
 {% if cookiecutter.logger != "none" -%}
 from ..data import DataSpec
 {% endif -%}
+from .base import ExperimentLoggers
 from .metrics_file import MetricsFile
 {% if cookiecutter.logger in ["tensorboard", "both"] -%}
 from .tensorboard_logger import TensorBoardLogger
@@ -33,25 +34,6 @@ def console_logger(run_dir: Path | None) -> logging.Logger:
         handler.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
         log.addHandler(handler)
     return log
-
-
-class ExperimentLoggers:
-    """Fans each event out to every logger of the run."""
-
-    def __init__(self, loggers: list) -> None:
-        self.loggers = loggers
-
-    def log_step(self, values: dict, step: int) -> None:
-        for logger in self.loggers:
-            logger.log_step(values, step)
-
-    def log_epoch(self, record: dict, step: int) -> None:
-        for logger in self.loggers:
-            logger.log_epoch(record, step)
-
-    def finish(self, summary: dict, best_checkpoint: Path) -> None:
-        for logger in self.loggers:
-            logger.finish(summary, best_checkpoint)
 
 
 {% if cookiecutter.logger == "none" -%}

@@ -3,8 +3,12 @@
 import json
 from pathlib import Path
 
+from torch import nn
 
-class MetricsFile:
+from .base import RunLogger
+
+
+class MetricsFile(RunLogger):
     def __init__(self, path: Path, completed_epochs: int) -> None:
         self.path = path
         self.keep_epochs_up_to(completed_epochs)
@@ -20,12 +24,6 @@ class MetricsFile:
         ]
         self.path.write_text("".join(line + "\n" for line in kept))
 
-    def log_step(self, values: dict, step: int) -> None:
-        """Per-step values go to train.log and the trackers; this file keeps epochs."""
-
-    def log_epoch(self, record: dict, step: int) -> None:
+    def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         with open(self.path, "a") as file:
             file.write(json.dumps(record) + "\n")
-
-    def finish(self, summary: dict, best_checkpoint: Path) -> None:
-        """Each epoch was appended (and flushed on close) as it ended."""

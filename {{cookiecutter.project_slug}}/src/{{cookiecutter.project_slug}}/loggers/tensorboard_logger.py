@@ -1,11 +1,21 @@
-"""TensorBoard: scalars per step and per epoch, and hparams with the final metrics."""
+"""TensorBoard: scalars, hparams, an input grid, the graph, confusion matrix, PR curves."""
 
 import argparse
+import copy
+import warnings
 from pathlib import Path
 
+import matplotlib
+import torch
+from torch import nn
 from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid
 
 from ..data import DataSpec
+from .base import RunLogger
+
+matplotlib.use("Agg")  # render figures to images without a display
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 HPARAM_KEYS = ("dataset", "model", "init", "optimizer", "lr", "batch_size", "epochs", "scheduler")
 EPOCH_SCALARS = {
@@ -20,20 +30,40 @@ EPOCH_SCALARS = {
 }
 
 
-class TensorBoardLogger:
+class TensorBoardLogger(RunLogger):
     def __init__(self, log_dir: Path, config: argparse.Namespace, spec: DataSpec) -> None:
         self.writer = SummaryWriter(log_dir)
         self.config = config
         self.class_names = spec.class_names
 
+    def log_start(self, model: nn.Module, images: torch.Tensor) -> None:
+        grid = make_grid(images[:64].float(), nrow=8, normalize=True, scale_each=True)
+        self.writer.add_image("inputs/train_batch", grid, 0)
+        # Tracing runs a forward pass: use a copy in eval mode so BatchNorm statistics stay put.
+        traced = copy.deepcopy(model).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # add_graph still uses jit.trace
+            self.writer.add_graph(traced, images[:1].to(next(model.parameters()).device))
+
     def log_step(self, values: dict, step: int) -> None:
         self.writer.add_scalar("loss/train_step", values["train_loss"], step)
         self.writer.add_scalar("lr/step", values["lr"], step)
 
-    def log_epoch(self, record: dict, step: int) -> None:
+    def log_validation(self, epoch: int, results: dict) -> None:
+        figure = confusion_figure(results["confusion_matrix"], self.class_names)
+        self.writer.add_figure("val/confusion_matrix", figure, epoch)
+        probabilities, targets = results["probabilities"], results["targets"]
+        for index, name in enumerate(self.class_names):
+            self.writer.add_pr_curve(f"pr/{name}", targets == index, probabilities[:, index], epoch)
+
+    def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         for key, tag in EPOCH_SCALARS.items():
             if key in record:
                 self.writer.add_scalar(tag, record[key], record["epoch"])
+        every = self.config.histogram_every
+        if every and record["epoch"] % every == 0:
+            for name, parameter in model.named_parameters():
+                self.writer.add_histogram(f"weights/{name}", parameter, record["epoch"])
         self.writer.flush()
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:
@@ -41,3 +71,19 @@ class TensorBoardLogger:
         final = {f"hparam/{key}": value for key, value in summary.items()}
         self.writer.add_hparams(hparams, final, run_name=".")
         self.writer.close()
+
+
+def confusion_figure(matrix: list[list[int]], class_names: tuple[str, ...]) -> plt.Figure:
+    size = max(4, len(class_names) * 0.5)
+    figure, axes = plt.subplots(figsize=(size, size))
+    axes.imshow(matrix, cmap="Blues")
+    ticks = range(len(class_names))
+    axes.set_xticks(ticks, class_names, rotation=90)
+    axes.set_yticks(ticks, class_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    for row, counts in enumerate(matrix):
+        for column, count in enumerate(counts):
+            axes.text(column, row, str(count), ha="center", va="center", fontsize=7)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,202 @@
+"""What a user sees while training and what they ship: read back with the real clients."""
+
+import json
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import project_environment, read_metrics, run_command, train_command
+from options import SLUG
+
+BASE = {"mixed_precision": "no", "multi_gpu": "none", "onnx_export": "no"}
+# 160 fake samples at 8x8: 128 train (4 updates of 32 per epoch), 32 validation, 10 classes.
+RUN = ["--dataset", "fake", "--fake-samples", "160", "--image-size", "8", "--batch-size", "32"]
+RUN += ["--epochs", "2", "--log-every", "2", "--no-progress", "--name", "run"]
+EPOCHS, STEP_POINTS, CLASSES = 2, 4, 10
+
+
+def train_run(project: Path, python: list[str], output: Path, *flags: str, **env: str) -> Path:
+    command = [*train_command(python), *RUN, "--output-dir", str(output), *flags]
+    result = run_command(command, project, **env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output / "run"
+
+
+@pytest.fixture(scope="module")
+def tensorboard_run(render, preloaded_python, tmp_path_factory) -> Path:
+    project = render(logger="tensorboard", **BASE)
+    output = tmp_path_factory.mktemp("tensorboard")
+    return train_run(project, preloaded_python, output, "--histogram-every", "1")
+
+
+def test_tensorboard_event_files_hold_every_tag(tensorboard_run):
+    keep_all = {"scalars": 0, "images": 0, "histograms": 0, "tensors": 0}
+    events = EventAccumulator(str(tensorboard_run / "tensorboard"), size_guidance=keep_all)
+    events.Reload()
+    tags = events.Tags()
+    epoch_scalars = ["loss/train", "loss/val", "accuracy/train", "accuracy/val"]
+    epoch_scalars += ["accuracy/val_top5", "lr/epoch", "throughput/samples_per_second"]
+    for tag in epoch_scalars:
+        assert len(events.Scalars(tag)) == EPOCHS, tag
+    for tag in ("loss/train_step", "lr/step"):
+        assert len(events.Scalars(tag)) == STEP_POINTS, tag
+    assert len(events.Images("inputs/train_batch")) == 1
+    assert len(events.Images("val/confusion_matrix")) == EPOCHS
+    assert tags["graph"] is True
+    pr_curves = events.PluginTagToContent("pr_curves")
+    assert len(pr_curves) == CLASSES
+    assert all(len(events.Tensors(tag)) == EPOCHS for tag in pr_curves)
+    histograms = [tag for tag in tags["histograms"] if tag.startswith("weights/")]
+    assert histograms and all(len(events.Histograms(tag)) == EPOCHS for tag in histograms)
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+    assert len(events.Scalars("hparam/val_acc")) == 1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get_json(url: str, deadline: float):
+    """GET a JSON document, retrying while the server is still starting."""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_live_tensorboard_server_serves_the_scalars(tensorboard_run):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(tensorboard_run)]
+        + ["--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/data/plugin/scalars"
+        tags = get_json(f"{base}/tags", deadline=time.monotonic() + 90)
+        (run,) = [name for name in tags if "loss/val" in tags[name]]
+        assert {"loss/train", "accuracy/val", "lr/epoch"} <= tags[run].keys()
+        points = get_json(f"{base}/scalars?run={run}&tag=loss/val", time.monotonic() + 10)
+        assert [step for _, step, _ in points] == [1, 2]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def wandb_records(path: Path):
+    """Decode a .wandb file (a LevelDB-style log of protobuf Records) into Records."""
+    from wandb.proto.wandb_internal_pb2 import Record
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    block, offset, pieces = 32768, 7, []
+    while offset + 7 <= len(data):
+        if block - offset % block < 7:  # a block's tail too short for a header is padding
+            offset += block - offset % block
+            continue
+        length, kind = struct.unpack_from("<HB", data, offset + 4)
+        pieces.append(data[offset + 7 : offset + 7 + length])
+        offset += 7 + length
+        if kind in (1, 4):  # a FULL record, or the LAST piece of a split one
+            record = Record()
+            record.ParseFromString(b"".join(pieces))
+            pieces = []
+            yield record
+
+
+def items(entries) -> dict:
+    """Key/value items of a wandb record, keys as written by the run."""
+    return {
+        entry.key or "/".join(entry.nested_key): json.loads(entry.value_json) for entry in entries
+    }
+
+
+def test_wandb_offline_run_records_config_metrics_summary_and_artifact(
+    render, preloaded_python, tmp_path
+):
+    project = render(logger="wandb", **BASE)
+    flags = ["--wandb-project", "template-tests"]
+    run_dir = train_run(project, preloaded_python, tmp_path, *flags, WANDB_MODE="offline")
+    (log_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    records = list(wandb_records(log_file))
+    runs = [record.run for record in records if record.HasField("run")]
+    assert runs[0].project == "template-tests" and runs[0].display_name == "run"
+    config = items(runs[0].config.update)
+    assert config["lr"] == 0.003 and config["dataset"] == "fake"
+    history = [items(record.history.item) for record in records if record.HasField("history")]
+    epochs = [row for row in history if "val_acc" in row]
+    assert [row["epoch"] for row in epochs] == [1, 2]
+    assert [row["_step"] for row in epochs] == [4, 8]
+    summary = {}
+    for record in records:
+        if record.HasField("summary"):
+            summary.update(items(record.summary.update))
+    assert summary["best_val_acc"] == max(row["val_acc"] for row in epochs)
+    artifacts = [record.artifact for record in records if record.HasField("artifact")]
+    assert [artifact.type for artifact in artifacts] == ["model"]
+    assert [entry.path for entry in artifacts[0].manifest.contents] == ["best.pt"]
+
+
+def test_wandb_without_a_key_fails_in_one_line_before_writing(render, tmp_path):
+    project = render(logger="wandb", **BASE)
+    env = project_environment(project, HOME=str(tmp_path))
+    for name in ("WANDB_MODE", "WANDB_API_KEY"):
+        env.pop(name, None)
+    result = subprocess.run(
+        [sys.executable, "-m", f"{SLUG}.train", "--output-dir", str(tmp_path / "runs")],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: wandb has no API key: run `wandb login` or set WANDB_API_KEY, "
+        "or set WANDB_MODE=offline to log locally and `wandb sync` later"
+    ]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_logger_none_still_records_every_metric(render, preloaded_python, tmp_path):
+    project = render(logger="none", **BASE)
+    run_dir = train_run(project, preloaded_python, tmp_path)
+    records = read_metrics(run_dir)
+    assert [record["epoch"] for record in records] == [1, 2]
+    expected = {"train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "lr", "step"}
+    expected |= {"samples_per_second", "epoch_seconds", "per_class_acc"}
+    assert expected <= records[0].keys()
+    log = (run_dir / "train.log").read_text()
+    assert "Total params" in log  # the model summary
+    assert log.count(" INFO epoch ") == EPOCHS
+
+
+def test_evaluate_prints_and_saves_the_report(render, preloaded_python, tmp_path):
+    project = render(logger="none", **BASE)
+    run_dir = train_run(project, preloaded_python, tmp_path)
+    output = tmp_path / "report.json"
+    command = [*preloaded_python, "-m", f"{SLUG}.evaluate", "--checkpoint"]
+    command += [str(run_dir / "best.pt"), "--output", str(output)]
+    result = run_command(command, project)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(output.read_text())
+    matrix = report["confusion_matrix"]
+    assert sum(map(sum, matrix)) == 32  # every validation sample, once
+    for index, row in enumerate(matrix):
+        expected = row[index] / sum(row) if sum(row) else 0.0
+        assert report["per_class_acc"][index] == pytest.approx(expected)
+    assert report["val_acc"] == pytest.approx(sum(row[i] for i, row in enumerate(matrix)) / 32)
+    assert "confusion matrix" in result.stdout and f"top-1 {report['val_acc']:.4f}" in result.stdout
