@@ -420,17 +420,9 @@ def template_repo(tmp_path) -> tuple[Path, dict]:
 CRUFT_CREATE = {
     # init_git=no: a plain folder; cruft applies updates with `git apply --reject`.
     "plain-folder": ["--extra-context", '{"init_git": "no"}'],
-    # init_git=yes, the README's way: with .git skipped cruft three-way merges in the repository.
-    "git-repository": ["--skip", ".git"],
-    "git-repository-without-skip": pytest.param(
-        [],
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="post_gen_project's `git init` also runs in the two renders cruft diffs; "
-            "their .git folders break the patch and cruft still records the update. Fixed by "
-            "`--skip .git` or `[tool.cruft] skip = ['.git']` in the generated pyproject.toml",
-        ),
-    ),
+    # init_git=yes: the generated pyproject.toml's [tool.cruft] skip keeps the renders' .git
+    # folders out of the update patch, and cruft three-way merges in the repository.
+    "git-repository": [],
 }
 
 

@@ -3,6 +3,7 @@
 import os
 import pickle
 import random
+import time
 import zipfile
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from torch import nn
 from .errors import UserError
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# Fault-injection tests set this to a file path: a save then creates the file and waits, with
+# the new checkpoint written but not yet renamed into place, so a kill can land right there.
+HOLD_SAVE_ENV = "CHECKPOINT_TEST_HOLD_FILE"
 
 
 def atomic_save(payload: dict, path: Path) -> None:
@@ -26,6 +30,7 @@ def atomic_save(payload: dict, path: Path) -> None:
             torch.save(payload, file)
             file.flush()
             os.fsync(file.fileno())
+        hold_for_fault_injection()
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -34,6 +39,13 @@ def atomic_save(payload: dict, path: Path) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def hold_for_fault_injection() -> None:
+    hold_file = os.environ.get(HOLD_SAVE_ENV)
+    if hold_file:
+        Path(hold_file).touch()
+        time.sleep(60)
 
 
 def strip_wrapper_prefixes(state_dict: dict) -> dict:

@@ -17,13 +17,18 @@ class MetricsFile(RunLogger):
         """Forget epochs a resumed run will train again (written after its last checkpoint)."""
         if not self.path.exists():
             return
-        kept = [
-            line
-            for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line)["epoch"] <= completed_epochs
-        ]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        records = [parse_line(line) for line in self.path.read_text().splitlines()]
+        kept = [record for record in records if record and record["epoch"] <= completed_epochs]
+        self.path.write_text("".join(json.dumps(record) + "\n" for record in kept))
 
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         with open(self.path, "a") as file:
             file.write(json.dumps(record) + "\n")
+
+
+def parse_line(line: str) -> dict | None:
+    """A record, or None for a blank line or one torn by a crash while it was written."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
