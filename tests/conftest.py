@@ -75,20 +75,6 @@ def project_environment(project: Path, **env: str) -> dict:
     return {**os.environ, "PYTHONPATH": str(project / "src"), "PYTHONUNBUFFERED": "1", **env}
 
 
-def pytest_terminal_summary(terminalreporter):
-    """Print how many option combinations were rendered and trained."""
-    passed = terminalreporter.stats.get("passed", [])
-    counts = {"rendered": 0, "trained": 0}
-    for report in passed:
-        if "test_combination_renders_exactly_its_files" in report.nodeid:
-            counts["rendered"] += 1
-        elif "test_combination_trains_on_cpu" in report.nodeid:
-            counts["trained"] += 1
-    terminalreporter.write_line(
-        f"combinations: {counts['rendered']} rendered, {counts['trained']} trained"
-    )
-
-
 def train_command(python: list[str], processes: int = 1, nodes_flags: tuple = ()) -> list[str]:
     """`python -m <slug>.train`, or torchrun over `processes` preloaded-python workers."""
     if processes == 1 and not nodes_flags:
@@ -100,3 +86,31 @@ def train_command(python: list[str], processes: int = 1, nodes_flags: tuple = ()
 
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the suite's headline counts: combinations, bad inputs, kill -9 trials."""
+    reports = [
+        report
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        if report.when == "call"
+    ]
+
+    def count(name: str) -> tuple[int, int]:
+        matching = [report for report in reports if name in report.nodeid]
+        return sum(report.passed for report in matching), len(matching)
+
+    rendered, _ = count("test_combination_renders_exactly_its_files")
+    trained, _ = count("test_combination_trains_on_cpu")
+    terminalreporter.write_line(f"combinations: {rendered} rendered, {trained} trained")
+    answers, flags = count("test_bad_answer_is_rejected"), count("test_bad_input_gets_one_clear")
+    terminalreporter.write_line(
+        f"bad inputs: {answers[0] + flags[0]}/{answers[1] + flags[1]} clear"
+    )
+    survived = total = 0
+    for report in reports:
+        for name, value in report.user_properties:
+            if name == "kill_9_trials":
+                survived, total = survived + value[0], total + value[1]
+    terminalreporter.write_line(f"kill -9 trials: {survived}/{total} resumed intact")

@@ -8,6 +8,8 @@ the run's exit code; only the third-party imports are shared, the project is imp
 
     python forkserver.py serve SOCKET            # prints "ready" once preloaded
     python forkserver.py -m package.module ARGS  # with FORKSERVER_SOCKET=SOCKET in the env
+
+With FORKSERVER_PID_FILE set, the client writes the worker's pid there once it has started.
 """
 
 import json
@@ -146,6 +148,9 @@ def run_client(argv: list[str]) -> int:
     request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
     send_message(connection, json.dumps(request).encode())
     worker = int(receive_message(connection))
+    if "FORKSERVER_PID_FILE" in os.environ:  # lets fault-injection tests kill the real worker
+        with open(os.environ["FORKSERVER_PID_FILE"], "w") as pid_file:
+            pid_file.write(str(worker))
 
     def forward(signum, frame):
         os.killpg(worker, signum)

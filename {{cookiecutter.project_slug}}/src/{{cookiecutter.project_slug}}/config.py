@@ -147,7 +147,7 @@ def build_parser() -> ConfigParser:
     optim.add_argument("--min-lr", type=non_negative_float, default=0.0, help="cosine: final LR")
     warmup = optim.add_mutually_exclusive_group()
     warmup.add_argument(
-        "--warmup-epochs", type=non_negative_int, default=1, help="linear LR warmup, in epochs"
+        "--warmup-epochs", type=non_negative_int, help="linear LR warmup, in epochs (default: 1)"
     )
     warmup.add_argument(
         "--warmup-steps", type=non_negative_int, help="linear LR warmup, in optimizer updates"
@@ -290,6 +290,10 @@ def _checked_value(parser: ConfigParser, action: argparse.Action, value, where: 
 
 
 def check_combinations(parser: ConfigParser, config: argparse.Namespace) -> None:
+    if config.warmup_epochs is not None and config.warmup_steps is not None:
+        parser.error("give --warmup-epochs or --warmup-steps, not both")
+    if config.warmup_epochs is None and config.warmup_steps is None:
+        config.warmup_epochs = 1
     if config.dataset in ("image_folder", "cifar10") and config.data_dir is None:
         parser.error(f"--dataset {config.dataset} needs --data-dir pointing at the data")
     if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):

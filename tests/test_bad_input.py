@@ -1,0 +1,218 @@
+"""The bad-input catalogue: every mistake gets one clear line, a non-zero exit, no traceback,
+and leaves everything that existed before exactly as it was."""
+
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_command, train_command
+
+TINY = ["--dataset", "fake", "--fake-samples", "160", "--image-size", "8", "--batch-size", "32"]
+TINY += ["--epochs", "1", "--no-progress"]
+
+
+def write_images(folder: Path, count: int = 3, mode: str = "RGB") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        Image.new(mode, (10, 10), color=index * 40).save(folder / f"{index}.png")
+
+
+def truncated_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(buffer, "PNG")
+    return buffer.getvalue()[:70]
+
+
+# Each setup gets the case's scratch root and a `train(flags)` helper, prepares what the case
+# needs, and returns the flags of the failing command.
+
+
+def flags(*values: str):
+    return lambda root, train: list(values)
+
+
+def image_folder(*classes: str, **extra_files: bytes):
+    """root/data/<class>/*.png, plus extra files given as {"<class>/<name>": bytes}."""
+
+    def setup(root: Path, train) -> list[str]:
+        (root / "data").mkdir(exist_ok=True)
+        for name in classes:
+            write_images(root / "data" / name)
+        for relative, content in extra_files.items():
+            (root / "data" / relative).write_bytes(content)
+        return ["--dataset", "image_folder", "--data-dir", str(root / "data"), "--image-size", "8"]
+
+    return setup
+
+
+def class_without_images(root: Path, train) -> list[str]:
+    (root / "data" / "bird").mkdir(parents=True)
+    (root / "data" / "bird" / "readme.txt").write_text("no images here")
+    return image_folder("cat", "dog")(root, train)
+
+
+def config_file(text: str):
+    def setup(root: Path, train) -> list[str]:
+        (root / "config.yaml").write_text(text)
+        return ["--config", str(root / "config.yaml")]
+
+    return setup
+
+
+def resume_file(write):
+    def setup(root: Path, train) -> list[str]:
+        write(root / "checkpoint.pt")
+        return ["--resume", str(root / "checkpoint.pt")]
+
+    return setup
+
+
+def resume_previous_run(*run_flags: str, truncated: bool = False):
+    """Train a run with `run_flags` first, then resume from its (possibly cut) last.pt."""
+
+    def setup(root: Path, train) -> list[str]:
+        train(["--output-dir", str(root / "runs"), "--name", "previous", *TINY, *run_flags])
+        last = root / "runs" / "previous" / "last.pt"
+        if truncated:
+            cut = root / "cut.pt"
+            cut.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+            return ["--resume", str(cut)]
+        return ["--resume", str(last)]
+
+    return setup
+
+
+def existing_run(root: Path, train) -> list[str]:
+    train(["--output-dir", str(root / "runs"), "--name", "run", *TINY])
+    return ["--name", "run"]
+
+
+CASES = {
+    "epochs zero": (flags("--epochs", "0"), "--epochs: must be a positive whole number"),
+    "epochs not a number": (flags("--epochs", "ten"), "--epochs: must be a whole number"),
+    "negative batch size": (flags("--batch-size", "-4"), "--batch-size: must be a positive"),
+    "zero learning rate": (flags("--lr", "0"), "--lr: must be a positive finite number"),
+    "nan learning rate": (flags("--lr", "nan"), "--lr: must be a positive finite number"),
+    "unknown dataset": (flags("--dataset", "imagenet"), "--dataset: invalid choice"),
+    "unknown model": (flags("--model", "vgg"), "--model: invalid choice"),
+    "unknown device": (flags("--device", "tpu"), "--device must be auto, cpu, cuda"),
+    "cuda without a gpu": (flags("--device", "cuda"), "no CUDA GPU is visible"),
+    "both warmups": (flags("--warmup-epochs", "1", "--warmup-steps", "5"), "not allowed with"),
+    "both warmups in a config": (
+        config_file("warmup-epochs: 2\nwarmup-steps: 5\n"),
+        "give --warmup-epochs or --warmup-steps, not both",
+    ),
+    "missing config file": (flags("--config", "nope.yaml"), "cannot read --config nope.yaml"),
+    "config with an unknown key": (config_file("epochz: 3\n"), "unknown key 'epochz'"),
+    "config with a bad value": (config_file("epochs: -1\n"), "epochs must be a positive"),
+    "config that is not a mapping": (config_file("- 1\n- 2\n"), "must hold a mapping"),
+    "image_folder without a folder": (flags("--dataset", "image_folder"), "needs --data-dir"),
+    "missing data folder": (
+        flags("--dataset", "image_folder", "--data-dir", "no/such/dir"),
+        "no/such/dir does not exist: check --data-dir",
+    ),
+    "empty data folder": (image_folder(), "has no class folders"),
+    "class folder without images": (class_without_images, "bird has no images"),
+    "only one class": (image_folder("cat"), "has only one class (cat)"),
+    "corrupt image": (
+        image_folder("cat", "dog", **{"cat/broken.png": b"\x89PNG\r\n\x1a\n garbage"}),
+        "broken.png; fix them or pass --skip-bad-images",
+    ),
+    "zero-byte image": (image_folder("cat", "dog", **{"dog/empty.jpg": b""}), "empty.jpg"),
+    "truncated image": (image_folder("cat", "dog", **{"cat/cut.png": truncated_png()}), "cut.png"),
+    "garbage posing as an image": (
+        image_folder("cat", "dog", **{"dog/fake.jpg": b"GIF89a not really"}),
+        "1 unreadable image(s)",
+    ),
+    "batch larger than the dataset": (
+        flags("--fake-samples", "100", "--batch-size", "512"),
+        "--batch-size 512 is larger than the training set",
+    ),
+    "resume a missing file": (flags("--resume", "missing.pt"), "missing.pt does not exist"),
+    "resume a truncated checkpoint": (
+        resume_previous_run(truncated=True),
+        "is truncated or not a PyTorch checkpoint",
+    ),
+    "resume a non-checkpoint file": (
+        resume_file(lambda path: path.write_text("just text")),
+        "is truncated or not a PyTorch checkpoint",
+    ),
+    "resume a tensor file": (
+        resume_file(lambda path: torch.save(torch.zeros(3), path)),
+        "is not a checkpoint written by this project",
+    ),
+    "resume a checkpoint of another model": (
+        resume_previous_run("--model", "mlp"),
+        "is a mlp for 10 classes, but this run builds a simple_cnn",
+    ),
+    "resume a checkpoint with another class count": (
+        resume_previous_run("--fake-classes", "4"),
+        "for 4 classes, but this run builds a simple_cnn for 10",
+    ),
+    "existing run folder without --resume": (existing_run, "pass --resume auto to continue it"),
+    "--dp inside a torchrun launch": (flags("--dp"), "--dp cannot be combined with a torchrun"),
+}
+# What torchrun exports to its workers, so the check runs without a process group.
+TORCHRUN_ENV = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in root.rglob("*")
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_gets_one_clear_line(render, preloaded_python, tmp_path, name):
+    project = render(multi_gpu="both")
+    setup, message = CASES[name]
+
+    def train(run_flags: list[str]) -> None:
+        result = run_command([*train_command(preloaded_python), *run_flags], project)
+        assert result.returncode == 0, result.stderr[-2000:]
+
+    case_flags = setup(tmp_path, train)
+    before = snapshot(tmp_path)
+    command = [*train_command(preloaded_python), *TINY, "--output-dir", str(tmp_path / "runs")]
+    env = TORCHRUN_ENV if "--dp" in case_flags else {}
+    result = run_command([*command, *case_flags], project, **env)
+
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, result.stderr[-2000:]
+    assert message in error_lines[0]
+    after = snapshot(tmp_path)
+    assert {path: after.get(path) for path in before} == before  # nothing existing changed
+
+
+def test_float16_on_cpu_warns_and_trains(render, preloaded_python, tmp_path):
+    """Documented choice: float16 autocast on CPU runs (emulated, slow) with a warning."""
+    project = render(multi_gpu="both")
+    command = [*train_command(preloaded_python), *TINY, "--output-dir", str(tmp_path)]
+    result = run_command([*command, "--amp", "--amp-dtype", "float16"], project)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "float16 autocast on CPU is emulated and slow" in result.stderr
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
+    render, preloaded_python, tmp_path
+):
+    project = render(multi_gpu="both")
+    # The learning rate grows 1e20-fold after epoch 1: epoch 1 trains and saves, epoch 2 diverges.
+    flags = ["--scheduler", "step", "--step-size", "1", "--gamma", "1e20", "--warmup-epochs", "0"]
+    command = [*train_command(preloaded_python), *TINY, "--epochs", "3", *flags]
+    result = run_command([*command, "--output-dir", str(tmp_path), "--name", "nan"], project)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "by step 8 (epoch 2)" in error and "the last saved checkpoint is intact" in error
+    checkpoint = torch.load(tmp_path / "nan" / "last.pt", weights_only=True)
+    assert checkpoint["epoch"] == 1
+    assert all(torch.isfinite(value).all() for value in checkpoint["model"].values())
