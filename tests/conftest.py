@@ -44,8 +44,12 @@ PYTHON = sys.executable
 def preloaded_python(tmp_path_factory):
     """A command prefix that behaves like `python` but starts in well under a second."""
     socket_path = tmp_path_factory.mktemp("forkserver") / "socket"
+    # One thread per process: two test workers (and two DDP ranks) share two cores without
+    # oversubscribing them, which slows small models down several-fold.
+    single_thread = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     server = subprocess.Popen(
         [PYTHON, str(FORKSERVER), "serve", str(socket_path)],
+        env=single_thread,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
