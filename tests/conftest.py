@@ -55,7 +55,11 @@ def preloaded_python(tmp_path_factory):
         text=True,
     )
     assert server.stdout.readline().strip() == "ready", "forkserver failed to start"
+    wrapper = socket_path.parent / "preloaded-python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{PYTHON}" "{FORKSERVER}" "$@"\n')
+    wrapper.chmod(0o755)
     os.environ["FORKSERVER_SOCKET"] = str(socket_path)
+    os.environ["FORKSERVER_EXECUTABLE"] = str(wrapper)
     yield [PYTHON, str(FORKSERVER)]
     server.terminate()
     server.wait()

@@ -10,6 +10,9 @@ the run's exit code; only the third-party imports are shared, the project is imp
     python forkserver.py -m package.module ARGS  # with FORKSERVER_SOCKET=SOCKET in the env
 
 With FORKSERVER_PID_FILE set, the client writes the worker's pid there once it has started.
+With FORKSERVER_EXECUTABLE naming a script that runs this client, the worker's sys.executable
+is that script, so the processes a run starts (torchrun workers, test subprocesses) are
+preloaded as well. Interpreter options such as `-X importtime` fall back to a real python.
 """
 
 import json
@@ -108,6 +111,9 @@ def execute(request: dict) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    # Processes the run starts with sys.executable (torchrun workers, subprocess calls) are
+    # preloaded too when the client names a wrapper script that calls it.
+    sys.executable = request["env"].get("FORKSERVER_EXECUTABLE", sys.executable)
     python_path = [
         entry for entry in request["env"].get("PYTHONPATH", "").split(os.pathsep) if entry
     ]
@@ -117,6 +123,10 @@ def execute(request: dict) -> int:
             sys.argv = [argv[1], *argv[2:]]
             sys.path[:0] = [request["cwd"], *python_path]
             runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        elif argv[0] == "-c":
+            sys.argv = ["-c", *argv[2:]]
+            sys.path[:0] = ["", *python_path]
+            exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})
         else:
             sys.argv = argv
             sys.path[:0] = [os.path.dirname(os.path.abspath(argv[0])), *python_path]
@@ -142,6 +152,11 @@ def exit_code(code) -> int:
 
 
 def run_client(argv: list[str]) -> int:
+    if argv[0] == "-u":  # unbuffered output: the worker writes straight to the client's fds
+        argv = argv[1:]
+    if argv[0].startswith("-") and argv[0] not in ("-m", "-c"):
+        # Interpreter options (-X importtime, -I, -S ...) need a real interpreter.
+        os.execv(sys.executable, [sys.executable, *argv])
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.connect(os.environ["FORKSERVER_SOCKET"])
     socket.send_fds(connection, [b"x"], [0, 1, 2])

@@ -6,7 +6,9 @@ import torch
 
 from {{ cookiecutter.project_slug }}.train import main as train_main
 
-QUICK = ["--epochs", "1", "--warmup-epochs", "0", "--no-progress"]
+# A second or two per run: tiny synthetic data; test_train.py also trains on digits.
+QUICK = ["--dataset", "fake", "--fake-samples", "160", "--image-size", "8", "--batch-size", "32"]
+QUICK += ["--epochs", "1", "--warmup-epochs", "0", "--no-progress"]
 
 
 @pytest.fixture

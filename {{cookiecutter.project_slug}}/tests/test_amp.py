@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from conftest import requires_cuda
@@ -9,6 +10,7 @@ def test_bfloat16_autocast_trains_on_cpu(train):
     assert "autocast bfloat16" in (run_dir / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_float16_checkpoints_the_grad_scaler(train):
     checkpoint = load_checkpoint(
         train("--amp", "--amp-dtype", "float16", "--device", "cpu") / "last.pt"

@@ -25,6 +25,7 @@ def torchrun(tmp_path, processes: int, *flags: str) -> subprocess.CompletedProce
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_and_only_rank0_writes(tmp_path):
     result = torchrun(tmp_path, 2, "--device", "cpu")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -13,8 +13,8 @@ def without_timings(records: list[dict]) -> list[dict]:
     ]
 
 
-def test_smoke_train_writes_the_run_folder(train):
-    run_dir = train()
+def test_smoke_train_on_digits_writes_the_run_folder(train):
+    run_dir = train("--dataset", "digits", "--batch-size", "64", "--image-size", "8")
     for name in ("config.yaml", "train.log", "metrics.jsonl", "last.pt", "best.pt"):
         assert (run_dir / name).stat().st_size > 0, name
     (record,) = read_metrics(run_dir)

@@ -1,0 +1,35 @@
+"""Every rendered combination passes its own test suite on CPU (GPU tests skip with a reason).
+
+Each combination runs its suite without the tests its project marks slow (the two-process
+DDP launch, ONNX parity for every model, float16 on CPU); four combinations that between them
+include every feature run the complete suite.
+"""
+
+import re
+
+import pytest
+
+from conftest import run_command
+from options import code_shaping_combinations, combination_id
+
+REPRESENTATIVE = [
+    {"logger": "tensorboard", "mixed_precision": "yes", "multi_gpu": "ddp", "onnx_export": "yes"},
+    {"logger": "wandb", "mixed_precision": "no", "multi_gpu": "dp", "onnx_export": "no"},
+    {"logger": "both", "mixed_precision": "yes", "multi_gpu": "both", "onnx_export": "no"},
+    {"logger": "none", "mixed_precision": "no", "multi_gpu": "none", "onnx_export": "yes"},
+]
+
+
+@pytest.mark.parametrize("combo", code_shaping_combinations(), ids=combination_id)
+def test_project_passes_its_own_tests(render, preloaded_python, combo):
+    project = render(**combo)
+    command = [*preloaded_python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"]
+    if combo not in REPRESENTATIVE:
+        command += ["-m", "not slow"]
+    result = run_command(command, project, WANDB_MODE="offline")
+    assert result.returncode == 0, result.stdout[-4000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert re.search(r"\d+ passed", summary) and "failed" not in summary
+    for line in result.stdout.splitlines():
+        if line.startswith("SKIPPED"):
+            assert "needs" in line and "GPU" in line, line  # only GPU tests skip, saying why
