@@ -1,5 +1,6 @@
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,14 @@ def pytest_terminal_summary(terminalreporter):
     rendered, _ = count("test_combination_renders_exactly_its_files")
     trained, _ = count("test_combination_trains_on_cpu")
     terminalreporter.write_line(f"combinations: {rendered} rendered, {trained} trained")
+    matrix_seconds = [
+        report.duration for report in reports if "test_combination_trains_on_cpu" in report.nodeid
+    ]
+    if matrix_seconds:
+        terminalreporter.write_line(
+            f"training matrix, per combination: {statistics.median(matrix_seconds):.1f} s "
+            f"median, {max(matrix_seconds):.1f} s max; {sum(matrix_seconds):.0f} s in all"
+        )
     answers, flags = count("test_bad_answer_is_rejected"), count("test_bad_input_gets_one_clear")
     terminalreporter.write_line(
         f"bad inputs: {answers[0] + flags[0]}/{answers[1] + flags[1]} clear"
