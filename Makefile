@@ -32,7 +32,7 @@ demo: install  ## render the default project, train it on digits, export ONNX
 test: install  ## the whole suite
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
-test-fast: install  ## the quick subset: every combination rendered and linted, a few trained
+test-fast: install  ## the quick subset: every combination rendered, linted and trained; four own suites
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: install

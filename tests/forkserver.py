@@ -85,7 +85,13 @@ def serve(socket_path: str) -> None:
         if os.fork() == 0:
             server.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            run_request(connection)
+            try:
+                run_request(connection)
+            finally:
+                # Even a worker that fails (its client gone, its stderr a broken pipe) must not
+                # run the server's exit handlers: they delete temporary folders the server and
+                # every other worker share, such as wandb's media staging folder.
+                os._exit(1)
         connection.close()
 
 
@@ -164,8 +170,7 @@ def run_client(argv: list[str]) -> int:
     send_message(connection, json.dumps(request).encode())
     worker = int(receive_message(connection))
     if "FORKSERVER_PID_FILE" in os.environ:  # lets fault-injection tests kill the real worker
-        with open(os.environ["FORKSERVER_PID_FILE"], "w") as pid_file:
-            pid_file.write(str(worker))
+        write_atomically(os.environ["FORKSERVER_PID_FILE"], str(worker))
 
     def forward(signum, frame):
         os.killpg(worker, signum)
@@ -176,6 +181,14 @@ def run_client(argv: list[str]) -> int:
         return int(receive_message(connection))
     except ConnectionError:
         return 1  # the worker died without reporting (killed by a signal)
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Readers waiting for `path` to appear never see it empty or half-written."""
+    partial = f"{path}.partial"
+    with open(partial, "w") as file:
+        file.write(text)
+    os.replace(partial, path)
 
 
 if __name__ == "__main__":

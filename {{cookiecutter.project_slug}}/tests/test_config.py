@@ -1,9 +1,10 @@
+import re
 import subprocess
 import sys
 
 import pytest
 
-from {{ cookiecutter.project_slug }}.config import parse_config
+from {{ cookiecutter.project_slug }}.config import build_parser, parse_config
 
 
 def test_yaml_supplies_defaults_and_flags_win(tmp_path):
@@ -33,3 +34,10 @@ def test_help_does_not_import_torch():
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()]
     assert "{{ cookiecutter.project_slug }}.config" in imported  # the probe does see imports
     assert "torch" not in imported
+
+
+def test_help_states_each_default_once():
+    help_text = " ".join(build_parser().format_help().split())  # undo argparse's line wrapping
+    assert "--epochs EPOCHS training epochs (default: 15)" in help_text
+    assert "(default: None)" not in help_text and "(default: False)" not in help_text
+    assert re.search(r"\(default: [^)]*\) \(default:", help_text) is None

@@ -29,6 +29,16 @@ class ConfigParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except where there is none or the help already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if action.default is None or action.default is False or "(default:" in help_text:
+            return help_text
+        return super()._get_help_string(action)
+
+
 def positive_int(text: str) -> int:
     value = _number(text, int, "a whole number")
     if value <= 0:
@@ -75,7 +85,7 @@ def build_parser() -> ConfigParser:
     parser = ConfigParser(
         prog="train",
         description="Train an image classifier. Flags override values from --config.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument(
         "--config", type=Path, help="YAML file of flag defaults (keys are flag names)"
