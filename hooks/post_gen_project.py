@@ -27,6 +27,7 @@ def unselected_paths(answers: dict) -> list[str]:
         paths.append("tests/test_distributed.py")
     if multi_gpu not in ("dp", "both"):
         paths.append(f"{package}/data_parallel.py")
+        paths.append("tests/test_data_parallel.py")
     if answers["onnx_export"] != "yes":
         paths.append(f"{package}/export.py")
         paths.append("tests/test_export.py")

@@ -82,7 +82,7 @@ def expected_files(answers: dict) -> set[str]:
     if uses_ddp(answers):
         files |= {f"{package}/distributed.py", "tests/test_distributed.py"}
     if uses_dp(answers):
-        files.add(f"{package}/data_parallel.py")
+        files |= {f"{package}/data_parallel.py", "tests/test_data_parallel.py"}
     if answers["onnx_export"] == "yes":
         files |= {f"{package}/export.py", "tests/test_export.py"}
     if answers["ci"] == "github":

@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from conftest import requires_cuda
 from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint
 
 
@@ -18,7 +17,7 @@ def test_float16_checkpoints_the_grad_scaler(train):
     assert checkpoint["scaler"]["scale"] > 0
 
 
-@requires_cuda
+@pytest.mark.gpu
 def test_float16_with_grad_scaler_on_cuda(train):
     checkpoint = load_checkpoint(
         train("--amp", "--amp-dtype", "float16", "--device", "cuda") / "last.pt"

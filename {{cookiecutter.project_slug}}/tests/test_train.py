@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from conftest import load_weights, read_metrics
@@ -29,8 +30,9 @@ def test_checkpoint_loads_with_weights_only(train):
     assert {"optimizer", "scheduler", "rng", "early_stopping", "config"} <= checkpoint.keys()
 
 
-def test_resume_matches_an_uninterrupted_run(train):
-    flags = ("--deterministic", "--seed", "3")
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_resume_matches_an_uninterrupted_run(train, device):
+    flags = ("--device", device, "--deterministic", "--seed", "3")
     straight = train(*flags, "--epochs", "2", name="straight")
     train(*flags, "--epochs", "2", "--stop-after-epochs", "1", name="resumed")
     resumed = train(*flags, "--epochs", "2", "--resume", "auto", name="resumed")
