@@ -81,7 +81,14 @@ def run_command(
 
 
 def project_environment(project: Path, **env: str) -> dict:
-    return {**os.environ, "PYTHONPATH": str(project / "src"), "PYTHONUNBUFFERED": "1", **env}
+    """The environment a project command runs in; its image-check cache stays in the scratch."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(project / "src"),
+        "PYTHONUNBUFFERED": "1",
+        "XDG_CACHE_HOME": str(SCRATCH / "cache"),
+        **env,
+    }
 
 
 def train_command(python: list[str], processes: int = 1, nodes_flags: tuple = ()) -> list[str]:

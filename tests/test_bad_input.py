@@ -21,6 +21,13 @@ def write_images(folder: Path, count: int = 3, mode: str = "RGB") -> None:
         Image.new(mode, (10, 10), color=index * 40).save(folder / f"{index}.png")
 
 
+def truncated_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    noise = torch.randint(0, 255, (64, 64, 3), dtype=torch.uint8, generator=torch.Generator())
+    Image.fromarray(noise.numpy()).save(buffer, "JPEG")
+    return buffer.getvalue()[:-300]
+
+
 def truncated_png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (32, 32), "red").save(buffer, "PNG")
@@ -113,20 +120,36 @@ CASES = {
     "image_folder without a folder": (flags("--dataset", "image_folder"), "needs --data-dir"),
     "missing data folder": (
         flags("--dataset", "image_folder", "--data-dir", "no/such/dir"),
-        "no/such/dir does not exist: check --data-dir",
+        "no/such/dir does not exist or is not a folder: check --data-dir",
     ),
     "empty data folder": (image_folder(), "has no class folders"),
     "class folder without images": (class_without_images, "bird has no images"),
     "only one class": (image_folder("cat"), "has only one class (cat)"),
     "corrupt image": (
         image_folder("cat", "dog", **{"cat/broken.png": b"\x89PNG\r\n\x1a\n garbage"}),
-        "broken.png; fix them or pass --skip-bad-images",
+        "cat/broken.png (",
     ),
     "zero-byte image": (image_folder("cat", "dog", **{"dog/empty.jpg": b""}), "empty.jpg"),
     "truncated image": (image_folder("cat", "dog", **{"cat/cut.png": truncated_png()}), "cut.png"),
     "garbage posing as an image": (
         image_folder("cat", "dog", **{"dog/fake.jpg": b"GIF89a not really"}),
         "1 unreadable image(s)",
+    ),
+    "truncated JPEG (its header is fine)": (
+        image_folder("cat", "dog", **{"cat/cut.jpg": truncated_jpeg()}),
+        "cat/cut.jpg (image file is truncated",
+    ),
+    "split folders mixed with class folders": (
+        image_folder("train/cat", "train/dog", "dog"),
+        "mixes split folders (train) with other folders (dog)",
+    ),
+    "val and test folders but no train": (
+        image_folder("val/cat", "val/dog", "test/cat", "test/dog"),
+        "has test, val but no train folder",
+    ),
+    "test split without a class of train": (
+        image_folder("train/cat", "train/dog", "test/cat"),
+        "test differ from",
     ),
     "batch larger than the dataset": (
         flags("--fake-samples", "100", "--batch-size", "512"),
@@ -188,8 +211,7 @@ def test_bad_input_gets_one_clear_line(render, preloaded_python, tmp_path, name)
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1, result.stderr[-2000:]
     assert message in error_lines[0]
-    after = snapshot(tmp_path)
-    assert {path: after.get(path) for path in before} == before  # nothing existing changed
+    assert snapshot(tmp_path) == before  # nothing changed, no run folder or log left behind
 
 
 def test_float16_on_cpu_warns_and_trains(render, preloaded_python, tmp_path):

@@ -4,17 +4,16 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from {{ cookiecutter.project_slug }}.config import parse_config
-from {{ cookiecutter.project_slug }}.data import BatchCollator, build_datasets, split_indices
+from {{ cookiecutter.project_slug }}.data import (
+    BatchCollator,
+    SeededAugmentation,
+    SeededShuffle,
+    build_datasets,
+    split_indices,
+)
 from {{ cookiecutter.project_slug }}.errors import UserError
-
-
-def write_images(folder, count: int, mode: str = "RGB", size=(12, 10)) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        Image.new(mode, size, color=index * 20 % 255).save(folder / f"{index}.png")
 
 
 def config_for(*flags: str) -> argparse.Namespace:
@@ -22,48 +21,13 @@ def config_for(*flags: str) -> argparse.Namespace:
 
 
 def test_digits_split_is_deterministic_and_disjoint():
-    train, val, spec = build_datasets(config_for("--dataset", "digits", "--image-size", "8"))
-    assert (len(train), len(val), spec.num_classes, spec.in_channels) == (1438, 359, 10, 1)
-    image, label = train[0]
+    splits, spec = build_datasets(config_for("--dataset", "digits", "--image-size", "8"))
+    assert (len(splits["train"]), len(splits["val"])) == (1438, 359)
+    assert (spec.num_classes, spec.in_channels) == (10, 1)
+    image, label = splits["train"][0]
     assert image.shape == (1, 8, 8) and 0 <= label < 10
     first, second = split_indices(100, 0.2, seed=1), split_indices(100, 0.2, seed=1)
     assert first == second and not set(first[0]) & set(first[1])
-
-
-def test_image_folder_with_class_folders_split_by_seed(tmp_path):
-    for name in ("cat", "dog"):
-        write_images(tmp_path / name, 5)
-    (tmp_path / "cat" / "notes.txt").write_text("not an image")  # ignored
-    train, val, spec = build_datasets(
-        config_for("--dataset", "image_folder", "--data-dir", str(tmp_path))
-    )
-    assert spec.class_names == ("cat", "dog") and len(train) + len(val) == 10
-    assert train[0][0].shape == (3, 16, 16)
-
-
-def test_image_folder_converts_modes_and_sizes(tmp_path):
-    for split in ("train", "val"):
-        write_images(tmp_path / split / "a", 2, mode="L", size=(30, 20))
-        write_images(tmp_path / split / "b", 2, mode="RGBA", size=(9, 40))
-        write_images(tmp_path / split / "b", 1, mode="P", size=(16, 16))
-    train, val, _ = build_datasets(
-        config_for("--dataset", "image_folder", "--data-dir", str(tmp_path))
-    )
-    assert {tuple(train[i][0].shape) for i in range(len(train))} == {(3, 16, 16)}
-    assert len(val) == 4
-
-
-def test_corrupt_images_are_reported_or_skipped(tmp_path):
-    for name in ("a", "b"):
-        write_images(tmp_path / name, 4)
-    (tmp_path / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    (tmp_path / "b" / "empty.jpg").write_bytes(b"")
-    flags = ("--dataset", "image_folder", "--data-dir", str(tmp_path))
-    with pytest.raises(UserError, match="2 unreadable image") as raised:
-        build_datasets(config_for(*flags))
-    assert "broken.png" in str(raised.value) and "empty.jpg" in str(raised.value)
-    train, val, _ = build_datasets(config_for(*flags, "--skip-bad-images"))
-    assert len(train) + len(val) == 8
 
 
 def write_cifar_batch(path, count: int, seed: int) -> None:
@@ -98,11 +62,11 @@ def test_cifar10_reads_a_local_copy(tmp_path, monkeypatch):
     (root / "batches.meta").write_bytes(pickle.dumps({"label_names": classes}))
     # The md5 sums of this hand-made copy cannot match the real archive's.
     monkeypatch.setattr(cifar, "check_integrity", lambda path, md5=None: True)
-    train, val, spec = build_datasets(
+    splits, spec = build_datasets(
         config_for("--dataset", "cifar10", "--data-dir", str(tmp_path), "--image-size", "32")
     )
-    assert (len(train), len(val), spec.class_names[0]) == (20, 6, "airplane")
-    assert train[0][0].shape == (3, 32, 32)
+    assert (len(splits["train"]), len(splits["val"]), spec.class_names[0]) == (20, 6, "airplane")
+    assert splits["train"][0][0].shape == (3, 32, 32)
 
 
 def test_missing_cifar10_says_how_to_get_it(tmp_path):
@@ -111,9 +75,37 @@ def test_missing_cifar10_says_how_to_get_it(tmp_path):
 
 
 def test_collate_mixes_batches_into_soft_labels():
-    samples = [(torch.rand(3, 8, 8), label % 4) for label in range(6)]
+    samples = [(torch.rand(3, 8, 8), label % 4, 100 + label) for label in range(6)]
     images, labels = BatchCollator(4, mixup_alpha=0.4, cutmix_alpha=0.0)(samples)
     assert images.shape == (6, 3, 8, 8) and labels.shape == (6, 4)
     assert torch.allclose(labels.sum(dim=1), torch.ones(6))
+    again, _ = BatchCollator(4, mixup_alpha=0.4, cutmix_alpha=0.0)(samples)
+    assert torch.equal(images, again)  # the mix is drawn from the samples' seeds
     images, labels = BatchCollator(4, 0.0, 0.0)(samples)
     assert labels.tolist() == [0, 1, 2, 3, 0, 1]
+
+
+def test_augmentation_depends_only_on_the_sample_seed():
+    splits, _ = build_datasets(config_for("--dataset", "fake", "--fake-samples", "20"))
+    seeded = SeededAugmentation(splits["train"])
+    torch.manual_seed(1)
+    first, label, _ = seeded[(3, 77)]
+    state = torch.get_rng_state()
+    torch.manual_seed(2)
+    again, _, _ = seeded[(3, 77)]
+    other, _, _ = seeded[(3, 78)]
+    torch.manual_seed(1)
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's stream is left alone
+
+
+def test_every_epoch_gets_new_sample_seeds_on_every_rank():
+    dataset = list(range(10))
+    samplers = [SeededShuffle(dataset, rank, 2, seed=0) for rank in range(2)]
+    keys = {}
+    for epoch in (0, 1):
+        for sampler in samplers:
+            sampler.set_epoch(epoch)
+        keys[epoch] = [key for sampler in samplers for key in sampler]
+        assert sorted(index for index, _ in keys[epoch]) == list(range(10))
+    assert not {seed for _, seed in keys[0]} & {seed for _, seed in keys[1]}

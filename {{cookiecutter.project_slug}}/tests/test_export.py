@@ -1,3 +1,6 @@
+import json
+import shutil
+
 import numpy as np
 import onnxruntime
 import pytest
@@ -5,11 +8,11 @@ import torch
 
 from {{ cookiecutter.project_slug }} import export
 from {{ cookiecutter.project_slug }}.config import MODELS
-from {{ cookiecutter.project_slug }}.data import DataSpec
+from {{ cookiecutter.project_slug }}.data import IMAGENET_MEAN, IMAGENET_STD, DataSpec
 from {{ cookiecutter.project_slug }}.errors import UserError
 from {{ cookiecutter.project_slug }}.models import build_model
 
-SPEC = DataSpec(tuple("abcd"), in_channels=3, image_size=16)
+SPEC = DataSpec(tuple("abcd"), 3, 16, IMAGENET_MEAN, IMAGENET_STD, resize_size=16)
 
 
 @pytest.mark.slow
@@ -42,3 +45,23 @@ def test_export_command_writes_a_verified_model(train, tmp_path, capsys):
     for batch in (1, 7):
         (logits,) = session.run(None, {"images": np.zeros((batch, 3, 8, 8), np.float32)})
         assert logits.shape == (batch, 10)
+
+
+def test_exported_file_is_self_contained_and_names_its_preprocessing(train, tmp_path):
+    run_dir = train()
+    output = tmp_path / "export" / "model.onnx"
+    assert export.main(["--checkpoint", str(run_dir / "best.pt"), "--output", str(output)]) == 0
+    assert [path.name for path in output.parent.iterdir()] == ["model.onnx"]  # no .data file
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(output, alone / "model.onnx")
+    session = onnxruntime.InferenceSession(alone / "model.onnx", providers=["CPUExecutionProvider"])
+    metadata = session.get_modelmeta().custom_metadata_map
+    values = {key: json.loads(value) for key, value in metadata.items()}
+    assert values["class_names"] == [str(index) for index in range(10)]
+    assert values["input_size"] == [3, 8, 8] and values["resize_size"] == 8
+    assert values["mean"] == pytest.approx(IMAGENET_MEAN) and values["std"] == pytest.approx(
+        IMAGENET_STD
+    )
+    (logits,) = session.run(None, {"images": np.zeros((2, 3, 8, 8), np.float32)})
+    assert logits.shape == (2, 10)

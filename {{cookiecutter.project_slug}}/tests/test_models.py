@@ -1,19 +1,30 @@
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
 
 from {{ cookiecutter.project_slug }}.config import INIT_SCHEMES, MODELS
-from {{ cookiecutter.project_slug }}.data import DataSpec
-from {{ cookiecutter.project_slug }}.models import build_model, initialise_weights
+from {{ cookiecutter.project_slug }}.data import IMAGENET_MEAN, IMAGENET_STD, DataSpec
+from {{ cookiecutter.project_slug }}.models import build_model, downsampling_steps, initialise_weights
 from {{ cookiecutter.project_slug }}.optim import WarmupSchedule, parameter_groups
 
-SPEC = DataSpec(tuple("abc"), in_channels=3, image_size=16)
+SPEC = DataSpec(tuple("abc"), 3, 16, IMAGENET_MEAN, IMAGENET_STD, resize_size=16)
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_models_give_one_logit_per_class(name):
     model = build_model(name, SPEC).eval()
     assert model(torch.rand(2, 3, 16, 16)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("size", [8, 32, 33, 64, 128, 224])
+def test_simple_cnn_downsamples_photos_to_32_px_first(size):
+    model = build_model("simple_cnn", replace(SPEC, image_size=size)).eval()
+    stem = model.features[: downsampling_steps(size)]
+    with torch.no_grad():
+        assert stem(torch.rand(1, 3, size, size)).shape[-1] <= 32
+        assert model(torch.rand(2, 3, size, size)).shape == (2, 3)
 
 
 @pytest.mark.parametrize("scheme", [scheme for scheme in INIT_SCHEMES if scheme != "default"])

@@ -11,6 +11,8 @@ import yaml
 
 DATASETS = ("digits", "image_folder", "cifar10", "fake")
 MODELS = ("simple_cnn", "mlp", "resnet18")
+# Every model's stem and pooling needs at least this many pixels per side.
+MIN_IMAGE_SIZE = 8
 INIT_SCHEMES = (
     "default",
     "kaiming_normal",
@@ -74,6 +76,20 @@ def fraction(text: str) -> float:
     return value
 
 
+def image_size(text: str) -> int:
+    value = _number(text, int, "a whole number")
+    if value < MIN_IMAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_IMAGE_SIZE} pixels, got {text}")
+    return value
+
+
+def crop_ratio(text: str) -> float:
+    value = _number(text, float, "a number")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text}")
+    return value
+
+
 def _number(text: str, kind: type, description: str):
     try:
         return kind(text)
@@ -96,24 +112,42 @@ def build_parser() -> ConfigParser:
     data.add_argument(
         "--data-dir",
         type=Path,
-        help="image_folder: root/{train,val}/<class>/* or root/<class>/*; cifar10: download root",
+        help="image_folder: root/train/<class>/* with val/ (or valid/, validation/) and/or "
+        "test/, or root/<class>/*; cifar10: download root",
     )
     data.add_argument("--download", action="store_true", help="cifar10: download when missing")
     data.add_argument(
-        "--image-size", type=positive_int, help="side of the square input (default: per dataset)"
+        "--image-size",
+        type=image_size,
+        help="side of the square input (default: 8 for digits, 32 for cifar10 and fake, 64 for "
+        "image_folder, which suits training from scratch on a CPU; --pretrained wants 224)",
+    )
+    data.add_argument(
+        "--crop-ratio",
+        type=crop_ratio,
+        default=0.875,
+        help="image_folder: evaluation resizes the shorter side to image-size / crop-ratio, "
+        "then centre-crops image-size",
     )
     data.add_argument(
         "--val-fraction",
         type=fraction,
         default=0.2,
-        help="share held out when there is no val split",
+        help="share of each class held out for validation when there is no val folder",
     )
     data.add_argument("--fake-samples", type=positive_int, default=512, help="fake: dataset size")
     data.add_argument("--fake-classes", type=positive_int, default=10, help="fake: class count")
     data.add_argument(
-        "--skip-bad-images", action="store_true", help="image_folder: skip unreadable images"
+        "--skip-bad-images",
+        action="store_true",
+        help="image_folder: skip unreadable images instead of stopping",
     )
-    data.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader workers")
+    data.add_argument(
+        "--num-workers",
+        type=non_negative_int,
+        help="DataLoader worker processes (default: 0 for the in-memory datasets; for "
+        "image_folder, this machine's cores shared among its processes, at most 8)",
+    )
     data.add_argument(
         "--mixup-alpha", type=non_negative_float, default=0.0, help="MixUp alpha (0 disables)"
     )

@@ -80,11 +80,12 @@ def train_one_epoch(
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
         is_update = (index + 1) % optimisation.accum_steps == 0 or index == last_batch
+        group_size = micro_batches_in_group(index, len(loader), optimisation.accum_steps)
 {%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
         with gradient_sync(model, enabled=is_update):
-            loss, logits = forward_backward(model, images, targets, optimisation)
+            loss, logits = forward_backward(model, images, targets, optimisation, group_size)
 {%- else %}
-        loss, logits = forward_backward(model, images, targets, optimisation)
+        loss, logits = forward_backward(model, images, targets, optimisation, group_size)
 {%- endif %}
         accumulate(sums, loss, logits, targets)
         if is_update:
@@ -106,11 +107,12 @@ def train_one_epoch(
 {%- if cookiecutter.mixed_precision == "yes" %}
 
 
-def forward_backward(model, images, targets, optimisation: Optimisation):
+def forward_backward(model, images, targets, optimisation: Optimisation, group_size: int):
+    """Add this micro-batch's share of its update's mean loss gradient."""
     with optimisation.precision.autocast():
         logits = model(images)
         loss = optimisation.loss_fn(logits, targets)
-    optimisation.precision.scaler.scale(loss / optimisation.accum_steps).backward()
+    optimisation.precision.scaler.scale(loss / group_size).backward()
     return loss.detach(), logits.detach()
 
 
@@ -126,10 +128,11 @@ def optimizer_step(model: nn.Module, optimisation: Optimisation) -> None:
 {%- else %}
 
 
-def forward_backward(model, images, targets, optimisation: Optimisation):
+def forward_backward(model, images, targets, optimisation: Optimisation, group_size: int):
+    """Add this micro-batch's share of its update's mean loss gradient."""
     logits = model(images)
     loss = optimisation.loss_fn(logits, targets)
-    (loss / optimisation.accum_steps).backward()
+    (loss / group_size).backward()
     return loss.detach(), logits.detach()
 
 
@@ -140,6 +143,12 @@ def optimizer_step(model: nn.Module, optimisation: Optimisation) -> None:
     optimisation.optimizer.zero_grad(set_to_none=True)
     optimisation.scheduler.step()
 {%- endif %}
+
+
+def micro_batches_in_group(index: int, num_batches: int, accum_steps: int) -> int:
+    """How many micro-batches share batch `index`'s optimizer update: the last may be short."""
+    group_start = index - index % accum_steps
+    return min(accum_steps, num_batches - group_start)
 
 
 def accumulate(sums: torch.Tensor, loss: torch.Tensor, logits: torch.Tensor, targets) -> None:

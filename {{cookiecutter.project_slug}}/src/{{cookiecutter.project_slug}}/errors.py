@@ -8,12 +8,21 @@ class UserError(Exception):
     """A mistake the user can fix (bad flag, bad data, bad checkpoint)."""
 
 
+def user_message(error: UserError) -> str:
+    """The error's one line; one raised in a DataLoader worker arrives wrapped in its traceback,
+    whose last line reads "<module>.UserError: <message>"."""
+    text = str(error).strip()
+    if "Original Traceback" in text:
+        return text.splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
 def run_reporting_user_errors(entry_point: Callable[[], None]) -> int:
     """Run a command, turning a UserError into a one-line message and exit code 2."""
     try:
         entry_point()
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {user_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: the last saved checkpoint is intact", file=sys.stderr)

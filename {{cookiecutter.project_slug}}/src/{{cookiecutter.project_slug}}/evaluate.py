@@ -2,15 +2,20 @@
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 import torch
 
 from .checkpoint import load_checkpoint, load_model_weights
-from .data import DataSpec, build_datasets
+from .config import positive_int
+from .data import DataSpec, all_images, build_datasets
 from .engine import evaluate
 from .errors import UserError, run_reporting_user_errors
+from .image_folder import has_split_folders
 from .models import build_model
+
+SPLITS = ("val", "test", "all")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,12 +24,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="last.pt or best.pt")
     parser.add_argument(
-        "--split", choices=("val", "test"), default="val", help="test is the held-out val split"
+        "--split",
+        choices=SPLITS,
+        help="val: the run's validation split; test: the data folder's test/ folder; all: every "
+        "image (default: all for a --data-dir without split folders, else val)",
     )
-    parser.add_argument("--data-dir", type=Path, help="override the data folder of the run")
-    parser.add_argument("--batch-size", type=int, default=256, help="evaluation batch size")
+    parser.add_argument("--data-dir", type=Path, help="score this folder instead of the run's data")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=256, help="evaluation batch size"
+    )
     parser.add_argument("--output", type=Path, help="JSON report (default: next to the checkpoint)")
     return parser
+
+
+def chosen_split(args: argparse.Namespace, config: argparse.Namespace) -> str:
+    if args.split is not None:
+        return args.split
+    folder_without_splits = (
+        args.data_dir is not None
+        and config.dataset == "image_folder"
+        and not has_split_folders(args.data_dir)
+    )
+    return "all" if folder_without_splits else "val"
+
+
+def split_dataset(splits: dict, split: str, config: argparse.Namespace):
+    if split == "all":
+        return all_images(splits)
+    if split not in splits:
+        raise UserError(
+            f"{config.dataset} data in {config.data_dir} has no {split} split "
+            f"(it has {', '.join(sorted(splits))}): pass --split val or --split all"
+        )
+    return splits[split]
+
+
+def check_same_classes(data: DataSpec, trained: DataSpec, checkpoint: Path) -> None:
+    if data.class_names == trained.class_names:
+        return
+    missing = sorted(set(trained.class_names) - set(data.class_names))
+    extra = sorted(set(data.class_names) - set(trained.class_names))
+    differences = [f"missing {', '.join(missing)}"] if missing else []
+    differences += [f"extra {', '.join(extra)}"] if extra else []
+    raise UserError(
+        f"the data's classes differ from those checkpoint {checkpoint} was trained on "
+        f"({'; '.join(differences) or 'same names in another order'}): give the folder "
+        f"exactly the class folders {', '.join(trained.class_names)}"
+    )
 
 
 def evaluate_checkpoint(args: argparse.Namespace) -> dict:
@@ -32,22 +78,21 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     config = argparse.Namespace(**checkpoint["config"])
     if args.data_dir is not None:
         config.data_dir = args.data_dir
-    _, split, spec = build_datasets(config)
-    expected = DataSpec(
-        tuple(checkpoint["class_names"]), checkpoint["in_channels"], checkpoint["image_size"]
-    )
-    if spec != expected:
-        raise UserError(
-            f"the data ({spec.num_classes} classes) does not match checkpoint {args.checkpoint} "
-            f"({expected.num_classes} classes): pass the --data-dir it was trained on"
-        )
-    model = build_model(config.model, spec)
+    split = chosen_split(args, config)
+    splits, spec = build_datasets(config, augment=False)
+    trained = DataSpec.from_dict(checkpoint["data_spec"])
+    check_same_classes(spec, trained, args.checkpoint)
+    dataset = split_dataset(splits, split, config)
+    model = build_model(config.model, trained)
     load_model_weights(model, checkpoint, args.checkpoint)
-    loader = torch.utils.data.DataLoader(split, batch_size=args.batch_size)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size)
     results = evaluate(model, loader, spec.num_classes, torch.device("cpu"))
     return {
         "checkpoint": str(args.checkpoint),
-        "split": args.split,
+        "data_dir": None if config.data_dir is None else str(config.data_dir),
+        "dataset": config.dataset,
+        "split": split,
+        "images": len(dataset),
         "classes": list(spec.class_names),
         **results,
     }
@@ -55,7 +100,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
 
 def format_report(report: dict) -> str:
     lines = [
-        f"{report['split']} loss {report['val_loss']:.4f}  top-1 {report['val_acc']:.4f}",
+        f"{report['split']} ({report['images']} images) loss {report['val_loss']:.4f}  "
+        f"top-1 {report['val_acc']:.4f}",
         "class            accuracy",
     ]
     for name, accuracy in zip(report["classes"], report["per_class_acc"], strict=True):
@@ -67,7 +113,7 @@ def format_report(report: dict) -> str:
 
 def run(args: argparse.Namespace) -> None:
     report = evaluate_checkpoint(args)
-    output = args.output or args.checkpoint.with_name(f"eval_{args.split}.json")
+    output = args.output or args.checkpoint.with_name(f"eval_{report['split']}.json")
     output.write_text(json.dumps(report, indent=2))
     print(format_report(report))
     print(f"report written to {output}")
@@ -75,6 +121,7 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     return run_reporting_user_errors(lambda: run(args))
 
 

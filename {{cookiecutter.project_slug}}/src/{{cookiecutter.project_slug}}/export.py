@@ -1,6 +1,11 @@
-"""ONNX export with a dynamic batch axis, checked by onnx and compared in onnxruntime."""
+"""ONNX export with a dynamic batch axis, checked by onnx and compared in onnxruntime.
+
+The file is self-contained: weights inside, and metadata_props carrying what a service needs
+to use it (class names, input size, resize size, mean and std, as JSON values).
+"""
 
 import argparse
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -35,8 +40,27 @@ def export_onnx(model: nn.Module, spec: DataSpec, path: Path) -> None:
         output_names=["logits"],
         dynamic_shapes=({0: batch},),
         dynamo=True,
+        external_data=False,
         verbose=False,
     )
+    add_metadata(path, spec)
+
+
+def add_metadata(path: Path, spec: DataSpec) -> None:
+    model = onnx.load(path)
+    for key, value in preprocessing_metadata(spec).items():
+        model.metadata_props.add(key=key, value=json.dumps(value))
+    onnx.save(model, path)
+
+
+def preprocessing_metadata(spec: DataSpec) -> dict:
+    return {
+        "class_names": list(spec.class_names),
+        "input_size": [spec.in_channels, spec.image_size, spec.image_size],
+        "resize_size": spec.resize_size,
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+    }
 
 
 def largest_difference(model: nn.Module, spec: DataSpec, path: Path) -> dict[int, float]:
@@ -81,9 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def export_checkpoint(checkpoint_path: Path, output: Path) -> None:
     checkpoint = load_checkpoint(checkpoint_path)
-    spec = DataSpec(
-        tuple(checkpoint["class_names"]), checkpoint["in_channels"], checkpoint["image_size"]
-    )
+    spec = DataSpec.from_dict(checkpoint["data_spec"])
     model = build_model(checkpoint["config"]["model"], spec)
     load_model_weights(model, checkpoint, checkpoint_path)
     output.parent.mkdir(parents=True, exist_ok=True)

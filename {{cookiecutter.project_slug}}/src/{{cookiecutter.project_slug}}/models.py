@@ -8,12 +8,23 @@ from .errors import UserError
 
 
 class SimpleCNN(nn.Module):
-    """Three conv blocks and a linear head; works for any input size from 8x8 up."""
+    """Three conv blocks and a linear head, for any input size from 8x8 up.
 
-    def __init__(self, in_channels: int, num_classes: int, width: int = 32) -> None:
+    Inputs above 32 px first pass stride-2 blocks that halve them down to 32 px or less, so the
+    cost per image stays near that of a 32 px image whatever the photo size.
+    """
+
+    def __init__(
+        self, in_channels: int, num_classes: int, image_size: int, width: int = 32
+    ) -> None:
         super().__init__()
+        stem, channels = [], in_channels
+        for _ in range(downsampling_steps(image_size)):
+            stem.append(conv_block(channels, width, stride=2))
+            channels = width
         self.features = nn.Sequential(
-            conv_block(in_channels, width),
+            *stem,
+            conv_block(channels, width),
             conv_block(width, 2 * width),
             nn.MaxPool2d(2),
             conv_block(2 * width, 4 * width),
@@ -25,9 +36,17 @@ class SimpleCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+def downsampling_steps(image_size: int, working_size: int = 32) -> int:
+    steps = 0
+    while image_size > working_size:
+        image_size = (image_size + 1) // 2
+        steps += 1
+    return steps
+
+
+def conv_block(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
@@ -65,7 +84,7 @@ def build_model(name: str, spec: DataSpec, pretrained: bool = False) -> nn.Modul
     if pretrained and name != "resnet18":
         raise UserError(f"--pretrained is only available for resnet18, not {name}")
     if name == "simple_cnn":
-        return SimpleCNN(spec.in_channels, spec.num_classes)
+        return SimpleCNN(spec.in_channels, spec.num_classes, spec.image_size)
     if name == "mlp":
         return mlp(spec.in_channels * spec.image_size**2, spec.num_classes)
     return small_input_resnet18(spec, pretrained)

@@ -49,7 +49,7 @@ from .errors import UserError
 {% if cookiecutter.onnx_export == "yes" -%}
 from .export import export_and_verify
 {% endif -%}
-from .loggers import build_loggers, console_logger
+from .loggers import build_loggers, console_logger, keep_log_in
 from .loggers.base import ExperimentLoggers
 {% if cookiecutter.logger in ["wandb", "both"] -%}
 from .loggers.wandb_logger import check_wandb_can_log
@@ -168,9 +168,7 @@ def run(config: argparse.Namespace, runtime: Runtime) -> None:
 {%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
     barrier()  # every rank checks the folder before rank 0 writes into it
 {%- endif %}
-    if runtime.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    log = console_logger(run_dir if runtime.is_main else None)
+    log = console_logger(writes=runtime.is_main)
     log.info("training on %s, world size %d", runtime.device, runtime.world_size)
 {%- if cookiecutter.mixed_precision == "yes" %}
     if config.amp:
@@ -180,10 +178,8 @@ def run(config: argparse.Namespace, runtime: Runtime) -> None:
     training = build_training(config, runtime, log)
     if resume_from is not None:
         resume(training, resume_from, config, runtime, log)
-    elif runtime.is_main:
-        config_yaml = yaml.safe_dump(config_to_dict(config), sort_keys=False)
-        (run_dir / "config.yaml").write_text(config_yaml)
-        log.info("config:\n%s", config_yaml.rstrip())
+    if runtime.is_main:  # only once set-up succeeded: a run that cannot start leaves nothing
+        open_run_folder(config, run_dir, resume_from is None, log)
     loggers = None
     if runtime.is_main:
 {%- if cookiecutter.logger == "none" %}
@@ -194,11 +190,20 @@ def run(config: argparse.Namespace, runtime: Runtime) -> None:
     fit(config, runtime, training, run_dir, loggers, log)
 
 
+def open_run_folder(config: argparse.Namespace, run_dir: Path, is_new: bool, log) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keep_log_in(run_dir)
+    if is_new:
+        config_yaml = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+        (run_dir / "config.yaml").write_text(config_yaml)
+        log.info("config:\n%s", config_yaml.rstrip())
+
+
 def build_training(config: argparse.Namespace, runtime: Runtime, log) -> Training:
-    train_set, val_set, spec = build_datasets(config)
+    splits, spec = build_datasets(config)
     train_loader, val_loader = build_loaders(
-        train_set,
-        val_set,
+        splits["train"],
+        splits["val"],
         spec,
         config,
         runtime.rank,
@@ -246,9 +251,10 @@ def resume(
     """Restore every piece of state the checkpoint holds, this rank's RNG streams included."""
     checkpoint = load_checkpoint(path)
     saved = checkpoint["config"]
-    if saved["model"] != config.model or checkpoint["num_classes"] != training.spec.num_classes:
+    saved_classes = len(checkpoint["data_spec"]["class_names"])
+    if saved["model"] != config.model or saved_classes != training.spec.num_classes:
         raise UserError(
-            f"checkpoint {path} is a {saved['model']} for {checkpoint['num_classes']} classes, "
+            f"checkpoint {path} is a {saved['model']} for {saved_classes} classes, "
             f"but this run builds a {config.model} for {training.spec.num_classes}: "
             "resume with the same --model and --dataset, or start a new --name"
         )
@@ -288,10 +294,7 @@ def checkpoint_payload(training: Training, config: argparse.Namespace, rng_state
         "early_stopping": training.stopper.state_dict(),
         "rng": rng_states,
         "config": config_to_dict(config),
-        "class_names": list(training.spec.class_names),
-        "num_classes": training.spec.num_classes,
-        "in_channels": training.spec.in_channels,
-        "image_size": training.spec.image_size,
+        "data_spec": training.spec.to_dict(),
     }
 
 

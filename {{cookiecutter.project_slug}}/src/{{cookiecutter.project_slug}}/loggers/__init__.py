@@ -5,6 +5,7 @@ import argparse
 {% endif -%}
 import logging
 import sys
+from logging.handlers import MemoryHandler
 from pathlib import Path
 
 {% if cookiecutter.logger != "none" -%}
@@ -21,19 +22,36 @@ from .wandb_logger import WandbLogger
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
-def console_logger(run_dir: Path | None) -> logging.Logger:
-    """Log to stderr and <run_dir>/train.log; processes that do not write log warnings only."""
+def console_logger(writes: bool) -> logging.Logger:
+    """Log to stderr, keeping the lines for train.log until the run folder exists.
+
+    Processes that do not write (DDP ranks other than 0) log warnings only.
+    """
     log = logging.getLogger("train")
     log.handlers.clear()
-    log.setLevel(logging.INFO if run_dir is not None else logging.WARNING)
+    log.setLevel(logging.INFO if writes else logging.WARNING)
     log.propagate = False
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if run_dir is not None:
-        handlers.append(logging.FileHandler(run_dir / "train.log"))
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
-        log.addHandler(handler)
+    log.addHandler(formatted(logging.StreamHandler(sys.stderr)))
+    if writes:
+        log.addHandler(MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1))
     return log
+
+
+def keep_log_in(run_dir: Path) -> None:
+    """Start <run_dir>/train.log with the lines logged so far, then log straight to it."""
+    log = logging.getLogger("train")
+    log_file = formatted(logging.FileHandler(run_dir / "train.log"))
+    for handler in list(log.handlers):
+        if isinstance(handler, MemoryHandler):
+            handler.setTarget(log_file)
+            handler.close()  # flushes the kept lines into train.log
+            log.removeHandler(handler)
+    log.addHandler(log_file)
+
+
+def formatted(handler: logging.Handler) -> logging.Handler:
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
+    return handler
 
 
 {% if cookiecutter.logger == "none" -%}

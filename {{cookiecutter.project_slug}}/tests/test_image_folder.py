@@ -1,0 +1,258 @@
+"""image_folder: layouts, every image format and mode, and the up-front check."""
+
+import io
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from {{ cookiecutter.project_slug }}.config import parse_config
+from {{ cookiecutter.project_slug }}.data import build_datasets, photo_transforms
+from {{ cookiecutter.project_slug }}.errors import UserError, run_reporting_user_errors
+from {{ cookiecutter.project_slug }}.image_files import load_rgb
+
+
+@pytest.fixture(autouse=True)
+def private_check_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
+def write_images(folder, count: int, size=(12, 10)) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        Image.new("RGB", size, color=(index * 20 % 255, 0, 0)).save(folder / f"{index}.png")
+
+
+def image_folder(root, *flags: str):
+    config = parse_config(
+        ["--dataset", "image_folder", "--data-dir", str(root), "--image-size", "16", *flags]
+    )
+    return build_datasets(config)
+
+
+def split_sizes(splits: dict) -> dict:
+    return {name: len(dataset) for name, dataset in splits.items()}
+
+
+@pytest.mark.parametrize("val_name", ["val", "valid", "validation", "Val"])
+def test_train_and_val_folders(tmp_path, val_name):
+    for name in ("cat", "dog"):
+        write_images(tmp_path / "train" / name, 4)
+        write_images(tmp_path / val_name / name, 2)
+    splits, spec = image_folder(tmp_path)
+    assert spec.class_names == ("cat", "dog")
+    assert split_sizes(splits) == {"train": 8, "val": 4}
+
+
+def test_train_and_test_folders_carve_val_from_train(tmp_path):
+    for name in ("cat", "dog", "fox"):
+        write_images(tmp_path / "train" / name, 10)
+        write_images(tmp_path / "test" / name, 3)
+    splits, spec = image_folder(tmp_path, "--val-fraction", "0.2")
+    assert spec.class_names == ("cat", "dog", "fox")  # never "train" and "test"
+    assert split_sizes(splits) == {"train": 24, "val": 6, "test": 9}
+    val_labels = [label for _, label in splits["val"].samples]
+    assert sorted(val_labels) == [0, 0, 1, 1, 2, 2]  # the same share of every class
+
+
+def test_train_val_and_test_folders(tmp_path):
+    for split, count in (("train", 5), ("val", 2), ("test", 3)):
+        for name in ("a", "b"):
+            write_images(tmp_path / split / name, count)
+    splits, _ = image_folder(tmp_path)
+    assert split_sizes(splits) == {"train": 10, "val": 4, "test": 6}
+
+
+def test_class_folders_split_by_seed(tmp_path):
+    for name in ("cat", "dog"):
+        write_images(tmp_path / name, 5)
+    first, spec = image_folder(tmp_path, "--seed", "3")
+    second, _ = image_folder(tmp_path, "--seed", "3")
+    assert spec.class_names == ("cat", "dog")
+    assert first["val"].samples == second["val"].samples
+    assert not set(first["val"].samples) & set(first["train"].samples)
+    assert split_sizes(first) == {"train": 8, "val": 2}
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ({"train/cat": 3, "train/dog": 3, "val/cat": 2, "val/bird": 2}, "missing dog; extra bird"),
+        ({"train/cat": 3, "train/dog": 3, "test/cat": 2}, "missing dog"),
+        ({"train/cat": 3, "train/dog": 3, "cat": 2}, "mixes split folders (train)"),
+        ({"val/cat": 3, "val/dog": 3}, "no train folder"),
+        ({"train/a": 3, "train/b": 3, "val/a": 1, "val/b": 1, "valid/a": 1}, "2 val folders"),
+        ({"train/a": 3}, "only one class (a)"),
+    ],
+)
+def test_layout_mistakes_are_named(tmp_path, layout, message):
+    for folder, count in layout.items():
+        write_images(tmp_path / folder, count)
+    with pytest.raises(UserError) as raised:
+        image_folder(tmp_path)
+    assert message in str(raised.value)
+
+
+def save(image: Image.Image, path, **options) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **options)
+
+
+def grey(mode: str, value, size=(6, 4)) -> Image.Image:
+    dtype = {"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]
+    return Image.fromarray(np.full(size[::-1], value, dtype=dtype))
+
+
+@pytest.mark.parametrize(
+    "name, image, expected",
+    [
+        ("16bit.png", grey("I;16", 32896), (128, 128, 128)),
+        ("int32.tif", grey("I", 32896), (128, 128, 128)),
+        ("int32-8bit.tif", grey("I", 200), (200, 200, 200)),
+        ("float.tif", grey("F", 0.5), (128, 128, 128)),
+        ("one-bit.png", Image.new("1", (6, 4), 1), (255, 255, 255)),
+        ("grey.jpg", Image.new("L", (6, 4), 90), (90, 90, 90)),
+        ("transparent.png", Image.new("RGBA", (6, 4), (255, 0, 0, 0)), (255, 255, 255)),
+        ("opaque.png", Image.new("RGBA", (6, 4), (255, 0, 0, 255)), (255, 0, 0)),
+        ("grey-alpha.png", Image.new("LA", (6, 4), (0, 0)), (255, 255, 255)),
+        ("cmyk.tiff", Image.new("CMYK", (6, 4), (0, 255, 255, 0)), (255, 0, 0)),
+        ("palette.gif", Image.new("RGB", (6, 4), (0, 0, 255)).convert("P"), (0, 0, 255)),
+        ("upper.JPEG", Image.new("RGB", (6, 4), (0, 200, 0)), (0, 200, 0)),
+        ("photo.webp", Image.new("RGB", (6, 4), (0, 200, 0)), (0, 200, 0)),
+        ("photo.bmp", Image.new("RGB", (6, 4), (0, 200, 0)), (0, 200, 0)),
+    ],
+)
+def test_every_mode_becomes_the_rgb_a_viewer_shows(tmp_path, name, image, expected):
+    path = tmp_path / name
+    save(image, path, **({"lossless": True} if name.endswith(".webp") else {}))
+    rgb = np.asarray(load_rgb(path)).astype(int)
+    assert rgb.shape == (4, 6, 3)
+    assert np.abs(rgb - expected).max() <= (3 if name.endswith((".jpg", ".JPEG")) else 0)
+
+
+def test_palette_transparency_is_shown_over_white(tmp_path):
+    image = Image.new("P", (4, 4), 0)
+    image.putpalette([0, 0, 0] * 256)
+    save(image, tmp_path / "clear.gif", transparency=0)
+    assert np.asarray(load_rgb(tmp_path / "clear.gif")).min() == 255
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.new("RGB", (20, 10), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    save(image, tmp_path / "phone.jpg", exif=exif)
+    assert load_rgb(tmp_path / "phone.jpg").size == (10, 20)
+
+
+def test_non_image_files_are_named_in_one_line(tmp_path, caplog):
+    for name in ("cat", "dog"):
+        write_images(tmp_path / name, 3)
+    (tmp_path / "cat" / "notes.txt").write_text("not an image")
+    (tmp_path / "cat" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (tmp_path / "dog" / "._2.png").write_bytes(b"\0\5\26\7 AppleDouble")
+    Image.new("RGB", (8, 8)).save(tmp_path / "dog" / "frame.gif")
+    with caplog.at_level(logging.INFO, logger="train.data"):
+        splits, _ = image_folder(tmp_path)
+    assert sum(split_sizes(splits).values()) == 7  # the GIF counts, the others do not
+    (line,) = [record.message for record in caplog.records if "not images" in record.message]
+    assert line.startswith("ignored 3 file(s) that are not images:")
+    for name in ("cat/notes.txt", "cat/.DS_Store", "dog/._2.png"):
+        assert name in line
+
+
+def truncated_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(
+        buffer, "JPEG"
+    )
+    return buffer.getvalue()[:-300]
+
+
+def test_truncated_image_is_caught_before_training(tmp_path, caplog):
+    for name in ("cat", "dog"):
+        write_images(tmp_path / name, 4)
+    (tmp_path / "cat" / "cut.jpg").write_bytes(truncated_jpeg())
+    Image.open(tmp_path / "cat" / "cut.jpg").verify()  # the header alone looks fine
+    with pytest.raises(UserError, match=r"1 unreadable image\(s\) in .*cat/cut.jpg"):
+        image_folder(tmp_path)
+    with caplog.at_level(logging.INFO, logger="train.data"):
+        splits, _ = image_folder(tmp_path, "--skip-bad-images")
+    assert sum(split_sizes(splits).values()) == 8
+    assert "skipped 1 unreadable image(s): cat/cut.jpg" in caplog.text
+
+
+def checked_counts(caplog) -> list[str]:
+    return [
+        record.message.split(" in ")[0] for record in caplog.records if "checked" in record.message
+    ]
+
+
+def test_check_is_cached_until_a_file_changes(tmp_path, caplog):
+    for name in ("cat", "dog"):
+        write_images(tmp_path / "data" / name, 4)
+    with caplog.at_level(logging.INFO, logger="train.data"):
+        image_folder(tmp_path / "data")
+        image_folder(tmp_path / "data")  # nothing changed: nothing to check
+        (tmp_path / "data" / "dog" / "1.png").write_bytes(truncated_jpeg())
+        with pytest.raises(UserError, match="dog/1.png"):
+            image_folder(tmp_path / "data")
+        with pytest.raises(UserError, match="dog/1.png"):
+            image_folder(tmp_path / "data")  # a cached verdict is still a verdict
+    assert checked_counts(caplog) == ["checked 8 image(s)", "checked 1 image(s)"]
+
+
+def break_after_check(tmp_path, *flags: str):
+    for name in ("cat", "dog"):
+        write_images(tmp_path / "data" / name, 4)
+    splits, _ = image_folder(tmp_path / "data", *flags)
+    (tmp_path / "data" / "cat" / "0.png").write_bytes(b"gone")
+    return torch.utils.data.DataLoader(splits["train"], batch_size=8, num_workers=2)
+
+
+def test_file_broken_during_training_stops_with_one_line(tmp_path, capsys):
+    loader = break_after_check(tmp_path)
+    assert run_reporting_user_errors(lambda: list(loader)) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: image ") and "cat/0.png became unreadable" in error
+    assert len(error.splitlines()) == 1 and "Traceback" not in error
+
+
+def test_file_broken_during_training_is_skipped_when_asked(tmp_path):
+    loader = break_after_check(tmp_path, "--skip-bad-images")
+    (images, labels) = next(iter(loader))
+    assert images.shape[0] == len(labels) == 6  # 0.png replaced by the next readable image
+
+
+def disc_image(side: int, aspect: float = 1.0) -> Image.Image:
+    """A white disc, a quarter of the shorter side across, centred on black."""
+    width, height = round(side * aspect), side
+    y, x = np.mgrid[:height, :width]
+    radius = side / 8
+    inside = (x - width / 2 + 0.5) ** 2 + (y - height / 2 + 0.5) ** 2 <= radius**2
+    return Image.fromarray((inside * 255).astype(np.uint8)).convert("RGB")
+
+
+def disc_width(image: torch.Tensor) -> float:
+    """The disc's diameter in output pixels (from its area), or nan when it is cut off."""
+    bright = image[0] > 0.5
+    if bright[0].any() or bright[-1].any() or bright[:, 0].any() or bright[:, -1].any():
+        return float("nan")
+    return 2 * math.sqrt(float(bright.sum()) / math.pi)
+
+
+@pytest.mark.parametrize("side", [32, 64, 160])  # smaller than, equal to, larger than 64
+@pytest.mark.parametrize("aspect", [1.0, 4 / 3])
+def test_train_and_eval_see_objects_at_the_same_scale(side, aspect):
+    train_tf, eval_tf = photo_transforms(64, round(64 / 0.875), (0.0,) * 3, (1.0,) * 3)
+    image = disc_image(side, aspect)
+    eval_width = disc_width(eval_tf(image))
+    torch.manual_seed(0)
+    train_widths = [disc_width(train_tf(image)) for _ in range(400)]
+    visible = [width for width in train_widths if width == width]
+    assert eval_tf(image).shape == (3, 64, 64)
+    assert eval_width == pytest.approx(64 / 0.875 / 4, abs=1.5)
+    assert np.median(visible) == pytest.approx(eval_width, rel=0.15)
