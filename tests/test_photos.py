@@ -4,8 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from photos import build_photo_folder
 from PIL import Image
+
+from photos import build_photo_folder
 
 LAYOUTS = {
     # layout: (extra arguments, expected images per class in each folder under root)
