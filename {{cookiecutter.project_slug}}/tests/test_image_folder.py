@@ -155,12 +155,15 @@ def test_non_image_files_are_named_in_one_line(tmp_path, caplog):
     (tmp_path / "cat" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     (tmp_path / "dog" / "._2.png").write_bytes(b"\0\5\26\7 AppleDouble")
     Image.new("RGB", (8, 8)).save(tmp_path / "dog" / "frame.gif")
+    write_images(tmp_path / ".ipynb_checkpoints", 2)  # never a class
+    write_images(tmp_path, 1)  # an image outside every class folder
     with caplog.at_level(logging.INFO, logger="train.data"):
-        splits, _ = image_folder(tmp_path)
+        splits, spec = image_folder(tmp_path)
+    assert spec.class_names == ("cat", "dog")
     assert sum(split_sizes(splits).values()) == 7  # the GIF counts, the others do not
     (line,) = [record.message for record in caplog.records if "not images" in record.message]
-    assert line.startswith("ignored 3 file(s) that are not images:")
-    for name in ("cat/notes.txt", "cat/.DS_Store", "dog/._2.png"):
+    assert line.startswith("ignored 5 file(s) or folder(s) that are not images in class folders:")
+    for name in ("cat/notes.txt", "cat/.DS_Store", "dog/._2.png", ".ipynb_checkpoints", "0.png"):
         assert name in line
 
 

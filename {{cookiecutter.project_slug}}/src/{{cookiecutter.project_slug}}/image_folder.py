@@ -5,7 +5,9 @@ Layouts (folder names are matched case-insensitively):
 - root/train/<class>/* and root/test/<class>/*: val is carved from train by --val-fraction
 - root/<class>/*: val is carved from all images by --val-fraction
 Carving takes the same share of every class, chosen by the seed. Every split must have the
-same class folders; split folders never become classes.
+same class folders; split folders never become classes. Hidden folders (.ipynb_checkpoints)
+and __MACOSX folders are never classes either; they and every other file that is not an image
+in a class folder are named in one log line.
 """
 
 import hashlib
@@ -48,7 +50,8 @@ def read_image_folder(
     for folder in folders.values():
         check_same_classes(folders.get("train", root), folder, classes)
     listed = {split: list_images(folder, classes) for split, folder in folders.items()}
-    report_non_images(root, [path for _, ignored in listed.values() for path in ignored])
+    not_images = [path for _, other_files in listed.values() for path in other_files]
+    report_ignored(root, outside_class_folders(root, folders) + not_images)
     samples = {split: images for split, (images, _) in listed.items()}
     samples = drop_unreadable(root, samples, skip_bad_images)
     if "all" in samples:
@@ -68,7 +71,7 @@ def split_folders(root: Path) -> dict[str, Path]:
     """{"train": ..., "val": ..., "test": ...} as present, or {"all": root} for class folders."""
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist or is not a folder: check --data-dir")
-    subfolders = sorted(entry for entry in root.iterdir() if entry.is_dir())
+    subfolders = subfolders_of(root)
     split_named = [entry for entry in subfolders if entry.name.lower() in ALL_SPLIT_NAMES]
     if not split_named:
         return {"all": root}
@@ -96,12 +99,27 @@ def split_folders(root: Path) -> dict[str, Path]:
     return folders
 
 
+def subfolders_of(folder: Path) -> list[Path]:
+    return sorted(entry for entry in folder.iterdir() if entry.is_dir() and not is_hidden(entry))
+
+
+def is_hidden(entry: Path) -> bool:
+    return entry.name.startswith(".") or entry.name == "__MACOSX"
+
+
+def outside_class_folders(root: Path, folders: dict[str, Path]) -> list[Path]:
+    """Files beside the class folders, and hidden folders among them: none of it is read."""
+    places = {root, *folders.values()}
+    entries = [entry for place in places for entry in place.iterdir()]
+    return sorted(entry for entry in entries if entry.is_file() or is_hidden(entry))
+
+
 def names(paths: list[Path]) -> str:
     return ", ".join(path.name for path in paths)
 
 
 def class_names(folder: Path) -> list[str]:
-    classes = sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
+    classes = [entry.name for entry in subfolders_of(folder)]
     if not classes:
         raise UserError(
             f"data folder {folder} has no class folders: expected {folder}/<class>/<images>"
@@ -115,7 +133,7 @@ def class_names(folder: Path) -> list[str]:
 
 
 def check_same_classes(reference: Path, folder: Path, classes: list[str]) -> None:
-    found = {entry.name for entry in folder.iterdir() if entry.is_dir()}
+    found = {entry.name for entry in subfolders_of(folder)}
     missing, extra = sorted(set(classes) - found), sorted(found - set(classes))
     if missing or extra:
         differences = [f"missing {', '.join(missing)}"] if missing else []
@@ -143,10 +161,10 @@ def list_images(folder: Path, classes: list[str]) -> tuple[list[Sample], list[Pa
     return samples, ignored
 
 
-def report_non_images(root: Path, ignored: list[Path]) -> None:
+def report_ignored(root: Path, ignored: list[Path]) -> None:
     if ignored:
         log.warning(
-            "ignored %d file(s) that are not images: %s",
+            "ignored %d file(s) or folder(s) that are not images in class folders: %s",
             len(ignored),
             quoted(root, ignored),
         )
