@@ -11,6 +11,7 @@ from {{ cookiecutter.project_slug }}.data import (
     SeededAugmentation,
     SeededShuffle,
     build_datasets,
+    build_loaders,
     split_indices,
 )
 from {{ cookiecutter.project_slug }}.errors import UserError
@@ -72,6 +73,14 @@ def test_cifar10_reads_a_local_copy(tmp_path, monkeypatch):
 def test_missing_cifar10_says_how_to_get_it(tmp_path):
     with pytest.raises(UserError, match="--download"):
         build_datasets(config_for("--dataset", "cifar10", "--data-dir", str(tmp_path)))
+
+
+@pytest.mark.parametrize("samples, batches", [(113, [64, 26]), (81, [64])])
+def test_last_partial_batch_is_kept_unless_it_is_one_sample(samples, batches):
+    config = config_for("--dataset", "fake", "--fake-samples", str(samples), "--batch-size", "64")
+    splits, spec = build_datasets(config)  # 20 % of the samples are held out for validation
+    train_loader, _ = build_loaders(splits["train"], splits["val"], spec, config, 0, 1, False)
+    assert [len(labels) for _, labels in train_loader] == batches
 
 
 def test_collate_mixes_batches_into_soft_labels():

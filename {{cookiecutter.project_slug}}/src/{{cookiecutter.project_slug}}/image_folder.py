@@ -163,7 +163,7 @@ def list_images(folder: Path, classes: list[str]) -> tuple[list[Sample], list[Pa
 
 def report_ignored(root: Path, ignored: list[Path]) -> None:
     if ignored:
-        log.warning(
+        log.info(
             "ignored %d file(s) or folder(s) that are not images in class folders: %s",
             len(ignored),
             quoted(root, ignored),
@@ -204,7 +204,7 @@ def drop_unreadable(
             f"{len(bad)} unreadable image(s) in {root}: {described}{more}; "
             "fix or remove them, or pass --skip-bad-images"
         )
-    log.warning("skipped %d unreadable image(s): %s", len(bad), quoted(root, bad))
+    log.info("skipped %d unreadable image(s): %s", len(bad), quoted(root, bad))
     return {
         split: [sample for sample in split_samples if sample[0] not in problems]
         for split, split_samples in samples.items()
