@@ -70,6 +70,14 @@ def config_file(text: str):
     return setup
 
 
+def config_bytes(content: bytes):
+    def setup(root: Path, train) -> list[str]:
+        (root / "config.yaml").write_bytes(content)
+        return ["--config", str(root / "config.yaml")]
+
+    return setup
+
+
 def resume_file(write):
     def setup(root: Path, train) -> list[str]:
         write(root / "checkpoint.pt")
@@ -117,6 +125,26 @@ CASES = {
     "config with an unknown key": (config_file("epochz: 3\n"), "unknown key 'epochz'"),
     "config with a bad value": (config_file("epochs: -1\n"), "epochs must be a positive"),
     "config that is not a mapping": (config_file("- 1\n- 2\n"), "must hold a mapping"),
+    "config of binary garbage": (config_bytes(b"\x00\xff\xfe\x80 garbage"), "is not a text file"),
+    "config with a number as the name": (config_file("name: 123\n"), "name must be text, got 123"),
+    "config with a null value": (config_file("epochs:\n"), "epochs has no value"),
+    "config with a number as the device": (config_file("device: 5\n"), "device must be text"),
+    "config with a number to resume": (config_file("resume: 5\n"), "resume must be text"),
+    "config with a key given twice": (
+        config_file("epochs: 3\nlr: 0.1\nepochs: 4\n"),
+        "key 'epochs' appears twice",
+    ),
+    "label smoothing of 5": (flags("--label-smoothing", "5"), "must be at least 0 and below 1"),
+    "one-pixel images": (flags("--image-size", "1"), "must be at least 8 pixels"),
+    "one fake class": (flags("--fake-classes", "1"), "must be at least 2"),
+    "final LR above the peak": (flags("--min-lr", "0.5", "--lr", "0.1"), "--min-lr 0.5 is above"),
+    "warmup as long as training": (
+        flags("--warmup-epochs", "3", "--epochs", "3"),
+        "--warmup-epochs 3 leaves no epoch of the 3",
+    ),
+    "amp dtype without amp": (flags("--amp-dtype", "float16"), "has no effect without --amp"),
+    "name climbing out of the output folder": (flags("--name", "../escaped"), "plain folder name"),
+    "absolute name": (flags("--name", "/tmp/elsewhere"), "plain folder name"),
     "image_folder without a folder": (flags("--dataset", "image_folder"), "needs --data-dir"),
     "missing data folder": (
         flags("--dataset", "image_folder", "--data-dir", "no/such/dir"),

@@ -83,6 +83,29 @@ def image_size(text: str) -> int:
     return value
 
 
+def class_count(text: str) -> int:
+    value = _number(text, int, "a whole number")
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (a classifier needs two), got {text}")
+    return value
+
+
+def smoothing(text: str) -> float:
+    value = _number(text, float, "a number")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
+def run_name(text: str) -> str:
+    """A plain folder name: the run folder always lies directly under --output-dir."""
+    if not text.strip() or text in (".", "..") or "/" in text or "\\" in text:
+        raise argparse.ArgumentTypeError(
+            f"must be a plain folder name (no '/', '\\', '.' or '..'), got {text!r}"
+        )
+    return text
+
+
 def crop_ratio(text: str) -> float:
     value = _number(text, float, "a number")
     if not 0 < value <= 1:
@@ -136,7 +159,7 @@ def build_parser() -> ConfigParser:
         help="share of each class held out for validation when there is no val folder",
     )
     data.add_argument("--fake-samples", type=positive_int, default=512, help="fake: dataset size")
-    data.add_argument("--fake-classes", type=positive_int, default=10, help="fake: class count")
+    data.add_argument("--fake-classes", type=class_count, default=10, help="fake: class count")
     data.add_argument(
         "--skip-bad-images",
         action="store_true",
@@ -191,7 +214,9 @@ def build_parser() -> ConfigParser:
     optim.add_argument("--min-lr", type=non_negative_float, default=0.0, help="cosine: final LR")
     warmup = optim.add_mutually_exclusive_group()
     warmup.add_argument(
-        "--warmup-epochs", type=non_negative_int, help="linear LR warmup, in epochs (default: 1)"
+        "--warmup-epochs",
+        type=non_negative_int,
+        help="linear LR warmup, in epochs (default: 1; 0 for a one-epoch run)",
     )
     warmup.add_argument(
         "--warmup-steps", type=non_negative_int, help="linear LR warmup, in optimizer updates"
@@ -203,7 +228,7 @@ def build_parser() -> ConfigParser:
         "--clip-grad-norm", type=positive_float, help="clip the gradient norm to this value"
     )
     optim.add_argument(
-        "--label-smoothing", type=non_negative_float, default=0.0, help="cross-entropy smoothing"
+        "--label-smoothing", type=smoothing, default=0.0, help="cross-entropy smoothing"
     )
 
     stopping = parser.add_argument_group("early stopping")
@@ -239,8 +264,7 @@ def build_parser() -> ConfigParser:
     runtime.add_argument(
         "--amp-dtype",
         choices=("bfloat16", "float16"),
-        default="bfloat16",
-        help="autocast dtype; float16 adds a GradScaler",
+        help="autocast dtype with --amp (default: bfloat16); float16 adds a GradScaler",
     )
 {%- endif %}
 {%- if cookiecutter.multi_gpu in ["dp", "both"] %}
@@ -253,7 +277,11 @@ def build_parser() -> ConfigParser:
     output.add_argument(
         "--output-dir", type=Path, default=Path("runs"), help="parent of run folders"
     )
-    output.add_argument("--name", help="run folder name (default: <dataset>-<model>)")
+    output.add_argument(
+        "--name",
+        type=run_name,
+        help="run folder name under --output-dir (default: <dataset>-<model>)",
+    )
     output.add_argument(
         "--resume", help="checkpoint to continue from, or 'auto' for the run folder's last.pt"
     )
@@ -296,9 +324,11 @@ def parse_config(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_yaml_defaults(parser: ConfigParser, path: Path) -> dict:
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
     except OSError as error:
         parser.error(f"cannot read --config {path}: {error.strerror}")
+    except UnicodeDecodeError:
+        parser.error(f"--config {path} is not a text file: pass a YAML file of flag values")
     except yaml.YAMLError as error:
         parser.error(f"--config {path} is not valid YAML: {str(error).splitlines()[0]}")
     if values is None:
@@ -315,14 +345,31 @@ def load_yaml_defaults(parser: ConfigParser, path: Path) -> dict:
     return defaults
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _checked_value(parser: ConfigParser, action: argparse.Action, value, where: str):
     """Apply the flag's own type and choices to a YAML value."""
     if value is None:
-        return None
+        parser.error(f"{where} has no value: give one or delete the line")
     if isinstance(action, argparse._StoreTrueAction):
         if not isinstance(value, bool):
             parser.error(f"{where} must be true or false, got {value!r}")
         return value
+    if action.type in (None, str, run_name) and not isinstance(value, str):
+        parser.error(f"{where} must be text, got {value!r}")
     if action.type is not None:
         try:
             value = action.type(str(value))
@@ -336,12 +383,23 @@ def _checked_value(parser: ConfigParser, action: argparse.Action, value, where: 
 def check_combinations(parser: ConfigParser, config: argparse.Namespace) -> None:
     if config.warmup_epochs is not None and config.warmup_steps is not None:
         parser.error("give --warmup-epochs or --warmup-steps, not both")
+    if config.warmup_epochs is not None and config.warmup_epochs >= config.epochs > 1:
+        parser.error(
+            f"--warmup-epochs {config.warmup_epochs} leaves no epoch of the {config.epochs} to "
+            "decay the learning rate in: lower --warmup-epochs or raise --epochs"
+        )
     if config.warmup_epochs is None and config.warmup_steps is None:
-        config.warmup_epochs = 1
+        config.warmup_epochs = 1 if config.epochs > 1 else 0
     if config.dataset in ("image_folder", "cifar10") and config.data_dir is None:
         parser.error(f"--dataset {config.dataset} needs --data-dir pointing at the data")
     if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):
         parser.error(f"--device must be auto, cpu, cuda or cuda:N, got {config.device!r}")
+    if config.min_lr > config.lr:
+        parser.error(f"--min-lr {config.min_lr:g} is above --lr {config.lr:g}: lower --min-lr")
+    if getattr(config, "amp_dtype", None) is not None and not config.amp:
+        parser.error("--amp-dtype has no effect without --amp: add --amp or drop --amp-dtype")
+    if hasattr(config, "amp_dtype") and config.amp_dtype is None:
+        config.amp_dtype = "bfloat16"
 
 
 def config_to_dict(config: argparse.Namespace) -> dict:
