@@ -3,6 +3,9 @@ and leaves everything that existed before exactly as it was."""
 
 import hashlib
 import io
+import json
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -106,6 +109,30 @@ def existing_run(root: Path, train) -> list[str]:
     return ["--name", "run"]
 
 
+def resume_into_another_run(root: Path, train) -> list[str]:
+    for name in ("a", "b"):
+        train(["--output-dir", str(root / "runs"), "--name", name, *TINY])
+    return ["--resume", str(root / "runs" / "a" / "last.pt"), "--name", "b"]
+
+
+def resume_best_in_place(root: Path, train) -> list[str]:
+    train(["--output-dir", str(root / "runs"), "--name", "a", *TINY])
+    return ["--resume", str(root / "runs" / "a" / "best.pt"), "--name", "a"]
+
+
+def best_without_last(root: Path, train) -> list[str]:
+    train(["--output-dir", str(root / "runs"), "--name", "a", *TINY])
+    (root / "runs" / "a" / "last.pt").unlink()
+    return ["--name", "a", "--resume", "auto"]
+
+
+def locked_run(root: Path, train) -> list[str]:
+    (root / "runs" / "a").mkdir(parents=True)
+    owner = {"pid": os.getpid(), "host": socket.gethostname()}  # this test: alive
+    (root / "runs" / "a" / ".lock").write_text(json.dumps(owner))
+    return ["--name", "a"]
+
+
 CASES = {
     "epochs zero": (flags("--epochs", "0"), "--epochs: must be a positive whole number"),
     "epochs not a number": (flags("--epochs", "ten"), "--epochs: must be a whole number"),
@@ -198,13 +225,28 @@ CASES = {
     ),
     "resume a checkpoint of another model": (
         resume_previous_run("--model", "mlp"),
-        "is a mlp for 10 classes, but this run builds a simple_cnn",
+        "was trained with --model mlp",
     ),
     "resume a checkpoint with another class count": (
         resume_previous_run("--fake-classes", "4"),
-        "for 4 classes, but this run builds a simple_cnn for 10",
+        "is a simple_cnn for 4 classes, but this data has 10",
+    ),
+    "resume a checkpoint of another optimizer": (
+        resume_previous_run("--optimizer", "sgd"),
+        "was trained with --optimizer sgd",
+    ),
+    "resume with another image size": (
+        resume_previous_run("--image-size", "16"),
+        "was trained with --image-size 16",
     ),
     "existing run folder without --resume": (existing_run, "pass --resume auto to continue it"),
+    "resume another run's checkpoint into an existing run": (
+        resume_into_another_run,
+        "holds another run than",
+    ),
+    "resume best.pt into its own run": (resume_best_in_place, "holds another run than"),
+    "resume auto where only best.pt is left": (best_without_last, "has no last.pt to continue"),
+    "run folder locked by a live process": (locked_run, "is in use by process"),
     "--dp inside a torchrun launch": (flags("--dp"), "--dp cannot be combined with a torchrun"),
 }
 # What torchrun exports to its workers, so the check runs without a process group.

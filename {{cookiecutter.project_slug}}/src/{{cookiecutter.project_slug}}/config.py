@@ -318,8 +318,18 @@ def parse_config(argv: list[str] | None = None) -> argparse.Namespace:
     config = parser.parse_args(argv)
     check_combinations(parser, config)
     if config.name is None:
-        config.name = f"{config.dataset}-{config.model}"
+        config.name = default_run_name(config)
     return config
+
+
+def default_run_name(config: argparse.Namespace) -> str:
+    """The folder of the checkpoint being resumed, when it lies in --output-dir; else
+    <dataset>-<model>."""
+    if config.resume not in (None, "auto"):
+        source = Path(config.resume).absolute()
+        if source.parent.parent == config.output_dir.absolute():
+            return source.parent.name
+    return f"{config.dataset}-{config.model}"
 
 
 def load_yaml_defaults(parser: ConfigParser, path: Path) -> dict:

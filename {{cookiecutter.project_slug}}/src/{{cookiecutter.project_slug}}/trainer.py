@@ -4,6 +4,7 @@ import argparse
 import os
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from .checkpoint import (
     unwrap,
 )
 from .config import config_to_dict
-from .data import DataSpec, build_datasets, build_loaders
+from .data import DataSpec, build_datasets, build_loaders, image_size_of
 {% if cookiecutter.multi_gpu in ["dp", "both"] -%}
 from .data_parallel import wrap_data_parallel
 {% endif -%}
@@ -45,17 +46,18 @@ from .distributed import (
 {% endif -%}
 from .early_stopping import EarlyStopping, resolve_mode
 from .engine import Optimisation, Progress, evaluate, train_one_epoch
-from .errors import UserError
+from .errors import UserError, user_message
 {% if cookiecutter.onnx_export == "yes" -%}
 from .export import export_and_verify
 {% endif -%}
-from .loggers import build_loggers, console_logger, keep_log_in
+from .loggers import append_to_run_log, build_loggers, console_logger, keep_log_in
 from .loggers.base import ExperimentLoggers
 {% if cookiecutter.logger in ["wandb", "both"] -%}
 from .loggers.wandb_logger import check_wandb_can_log
 {% endif -%}
 from .models import build_model, initialise_weights
 from .optim import build_optimizer, build_scheduler
+from .run_folder import owned, resume_source
 
 
 @dataclass(frozen=True)
@@ -116,27 +118,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def resolve_run_dir(config: argparse.Namespace) -> tuple[Path, Path | None]:
-    """The run folder and the checkpoint to resume from; refuse to overwrite a run."""
-    run_dir = config.output_dir / config.name
-    if config.resume == "auto":
-        last = run_dir / "last.pt"
-        return run_dir, last if last.exists() else None
-    if config.resume is not None:
-        resume_from = Path(config.resume)
-        if not resume_from.is_file():
-            raise UserError(
-                f"checkpoint {resume_from} does not exist: check the path or use --resume auto"
-            )
-        return run_dir, resume_from
-    if (run_dir / "config.yaml").exists() or (run_dir / "last.pt").exists():
-        raise UserError(
-            f"run folder {run_dir} already holds a run: pass --resume auto to continue it "
-            "or --name NEW to start another"
-        )
-    return run_dir, None
-
-
 {% if cookiecutter.multi_gpu in ["ddp", "both"] -%}
 def train(config: argparse.Namespace) -> None:
     """Train in this process, joining the torchrun process group when launched by torchrun."""
@@ -161,14 +142,25 @@ def train(config: argparse.Namespace) -> None:
 
 def run(config: argparse.Namespace, runtime: Runtime) -> None:
     seed_everything(config.seed + runtime.rank, config.deterministic)
-    run_dir, resume_from = resolve_run_dir(config)
+    run_dir = config.output_dir / config.name
+    log = console_logger(writes=runtime.is_main)
+    with owned(run_dir, log) if runtime.is_main else nullcontext():
+        try:
+            start_and_fit(config, runtime, run_dir, log)
+        except UserError as error:
+            append_to_run_log(f"error: {user_message(error)}")
+            raise
+
+
+def start_and_fit(config: argparse.Namespace, runtime: Runtime, run_dir: Path, log) -> None:
+    resume_from = resume_source(run_dir, config.resume)
+    checkpoint = None if resume_from is None else checked_checkpoint(resume_from, config)
 {%- if cookiecutter.logger in ["wandb", "both"] %}
     check_wandb_can_log()
 {%- endif %}
 {%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
     barrier()  # every rank checks the folder before rank 0 writes into it
 {%- endif %}
-    log = console_logger(writes=runtime.is_main)
     log.info("training on %s, world size %d", runtime.device, runtime.world_size)
 {%- if cookiecutter.mixed_precision == "yes" %}
     if config.amp:
@@ -176,10 +168,10 @@ def run(config: argparse.Namespace, runtime: Runtime) -> None:
         log.info("mixed precision: autocast %s%s", config.amp_dtype, scaler_note)
 {%- endif %}
     training = build_training(config, runtime, log)
-    if resume_from is not None:
-        resume(training, resume_from, config, runtime, log)
+    if checkpoint is not None:
+        resume(training, checkpoint, runtime, log)
     if runtime.is_main:  # only once set-up succeeded: a run that cannot start leaves nothing
-        open_run_folder(config, run_dir, resume_from is None, log)
+        open_run_folder(config, run_dir, checkpoint is None, log)
     loggers = None
     if runtime.is_main:
 {%- if cookiecutter.logger == "none" %}
@@ -245,18 +237,36 @@ def model_summary(model: nn.Module, spec: DataSpec, device: torch.device) -> str
     return str(table)
 
 
-def resume(
-    training: Training, path: Path, config: argparse.Namespace, runtime: Runtime, log
-) -> None:
-    """Restore every piece of state the checkpoint holds, this rank's RNG streams included."""
+def checked_checkpoint(path: Path, config: argparse.Namespace) -> dict:
+    """The checkpoint to resume from, refused before any data is read if it cannot fit."""
     checkpoint = load_checkpoint(path)
     saved = checkpoint["config"]
-    saved_classes = len(checkpoint["data_spec"]["class_names"])
-    if saved["model"] != config.model or saved_classes != training.spec.num_classes:
+    differences = [
+        f"--{flag.replace('_', '-')} {saved.get(flag)}"
+        for flag in ("dataset", "model", "optimizer")
+        if saved.get(flag) != getattr(config, flag)
+    ]
+    saved_size = checkpoint["data_spec"]["image_size"]
+    if saved_size != image_size_of(config):
+        differences.append(f"--image-size {saved_size}")
+    if differences:
         raise UserError(
-            f"checkpoint {path} is a {saved['model']} for {saved_classes} classes, "
-            f"but this run builds a {config.model} for {training.spec.num_classes}: "
-            "resume with the same --model and --dataset, or start a new --name"
+            f"checkpoint {path} was trained with {', '.join(differences)}: resume with the same "
+            "flags, or start a new --name without --resume"
+        )
+    checkpoint["path"] = str(path)
+    return checkpoint
+
+
+def resume(training: Training, checkpoint: dict, runtime: Runtime, log) -> None:
+    """Restore every piece of state the checkpoint holds, this rank's RNG streams included."""
+    path = Path(checkpoint["path"])
+    saved_classes = len(checkpoint["data_spec"]["class_names"])
+    if saved_classes != training.spec.num_classes:
+        raise UserError(
+            f"checkpoint {path} is a {checkpoint['config']['model']} for {saved_classes} classes, "
+            f"but this data has {training.spec.num_classes}: resume with the data it was "
+            "trained on, or start a new --name without --resume"
         )
     load_model_weights(training.model, checkpoint, path)
     optimisation = training.optimisation

@@ -49,6 +49,15 @@ def keep_log_in(run_dir: Path) -> None:
     log.addHandler(log_file)
 
 
+def append_to_run_log(line: str) -> None:
+    """Add a line to train.log (when the run folder exists), not to the console."""
+    log = logging.getLogger("train")
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, line, (), None)
+    for handler in log.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def formatted(handler: logging.Handler) -> logging.Handler:
     handler.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
     return handler

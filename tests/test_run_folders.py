@@ -1,0 +1,96 @@
+"""A run folder has one owner, is never written into by another run, and a failed start
+leaves nothing in the way of a retry. Real processes, started at the same time."""
+
+import json
+import re
+import socket
+import subprocess
+
+import torch
+
+from conftest import project_environment, read_metrics, run_command, train_command
+
+TINY = ["--dataset", "fake", "--fake-samples", "160", "--image-size", "8", "--batch-size", "32"]
+TINY += ["--no-progress", "--epochs", "2", "--deterministic"]
+
+
+def start(project, command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        command,
+        cwd=project,
+        env=project_environment(project),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_line(process: subprocess.Popen, text: str) -> None:
+    for line in process.stderr:
+        if text in line:
+            return
+    raise AssertionError(f"the process ended without printing {text!r}")
+
+
+def test_second_process_on_a_run_folder_is_refused(render, preloaded_python, tmp_path):
+    project = render(logger="none", multi_gpu="none")
+    command = [*train_command(preloaded_python), *TINY, "--output-dir", str(tmp_path)]
+    first = start(project, [*command, "--epochs", "200", "--name", "shared"])
+    wait_for_line(first, "epoch 1/200")  # the first run holds the folder and trains
+    second = run_command([*command, "--name", "shared", "--resume", "auto"], project)
+    first.kill()
+    first.wait()
+    assert second.returncode == 2
+    (error,) = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+    # (the training process is a child of the preloaded-python server, not `first` itself)
+    assert re.search(rf"is in use by process \d+ on {re.escape(socket.gethostname())}", error)
+    assert [record["epoch"] for record in read_metrics(tmp_path / "shared")][0] == 1
+
+
+def test_lock_of_a_dead_process_is_taken_over(render, preloaded_python, tmp_path):
+    project = render(logger="none", multi_gpu="none")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / "run").mkdir()
+    lock = {"pid": dead.pid, "host": socket.gethostname()}
+    (tmp_path / "run" / ".lock").write_text(json.dumps(lock))
+    command = [*train_command(preloaded_python), *TINY, "--output-dir", str(tmp_path)]
+    result = run_command([*command, "--name", "run"], project)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"from process {dead.pid}, which no longer runs" in result.stderr
+    assert not (tmp_path / "run" / ".lock").exists()  # released at the end
+
+
+def test_failed_first_epoch_does_not_block_a_retry(render, preloaded_python, tmp_path):
+    project = render(logger="tensorboard", multi_gpu="none")
+    command = [*train_command(preloaded_python), *TINY, "--output-dir", str(tmp_path)]
+    diverging = run_command([*command, "--name", "run", "--lr", "1e30"], project)
+    assert diverging.returncode == 2
+    (error,) = [line for line in diverging.stderr.splitlines() if line.startswith("error:")]
+    assert error in (tmp_path / "run" / "train.log").read_text()  # the error is in the log too
+    assert not (tmp_path / "run" / "last.pt").exists()
+    retry = run_command([*command, "--name", "run"], project)
+    assert retry.returncode == 0, retry.stderr[-2000:]
+    assert [record["epoch"] for record in read_metrics(tmp_path / "run")] == [1, 2]
+
+
+def test_resume_from_a_path_continues_its_own_run_or_starts_a_new_one(
+    render, preloaded_python, tmp_path
+):
+    project = render(logger="none", multi_gpu="none")
+    command = [*train_command(preloaded_python), *TINY, "--output-dir", str(tmp_path)]
+    first = run_command([*command, "--name", "first", "--stop-after-epochs", "1"], project)
+    assert first.returncode == 0, first.stderr[-2000:]
+    checkpoint = str(tmp_path / "first" / "last.pt")
+
+    branched = run_command([*command, "--resume", checkpoint, "--name", "branch"], project)
+    assert branched.returncode == 0, branched.stderr[-2000:]
+    assert [record["epoch"] for record in read_metrics(tmp_path / "branch")] == [2]
+    continued = run_command([*command, "--resume", checkpoint], project)  # no --name
+    assert continued.returncode == 0, continued.stderr[-2000:]
+    assert [record["epoch"] for record in read_metrics(tmp_path / "first")] == [1, 2]
+    branch, first_run = (
+        torch.load(tmp_path / name / "last.pt", weights_only=True)["model"]
+        for name in ("branch", "first")
+    )
+    assert all(torch.equal(branch[key], first_run[key]) for key in branch)

@@ -1,0 +1,125 @@
+"""Which run folder a command writes into, and making sure it is the folder's only writer.
+
+- A folder "holds a run" once it has a checkpoint (last.pt or best.pt). Such a folder is
+  continued only from its own last.pt (--resume auto, or --resume <folder>/last.pt); it is never
+  started over, nor written into from another run's checkpoint.
+- A folder without a checkpoint (a run that stopped before its first epoch ended) may be
+  started again by the same command.
+- While a run trains, <folder>/.lock holds its pid and host; a second process is refused. A
+  lock left by a process that died on this host is taken over, with a log line.
+"""
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import UserError
+
+CHECKPOINTS = ("last.pt", "best.pt")
+LOCK_NAME = ".lock"
+
+
+def resume_source(run_dir: Path, resume: str | None) -> Path | None:
+    """The checkpoint to resume from (None: start afresh); refuse to mix two runs."""
+    last = run_dir / "last.pt"
+    if resume == "auto":
+        if last.exists():
+            return last
+        refuse_if_it_holds_a_run(run_dir, "has no last.pt to continue from")
+        return None
+    if resume is not None:
+        source = Path(resume)
+        if not source.is_file():
+            raise UserError(
+                f"checkpoint {source} does not exist: check the path or use --resume auto"
+            )
+        if last.exists() and source.resolve() == last.resolve():
+            return source
+        refuse_if_it_holds_a_run(
+            run_dir, f"holds another run than {source}'s: pass --name NEW to continue it there"
+        )
+        return source
+    refuse_if_it_holds_a_run(
+        run_dir, "already holds a run: pass --resume auto to continue it or --name NEW"
+    )
+    return None
+
+
+def refuse_if_it_holds_a_run(run_dir: Path, problem: str) -> None:
+    held = [name for name in CHECKPOINTS if (run_dir / name).exists()]
+    if held:
+        raise UserError(f"run folder {run_dir} ({', '.join(held)}) {problem}")
+
+
+@contextmanager
+def owned(run_dir: Path, log) -> Iterator[None]:
+    """Hold the run folder's lock; on the way out, leave no empty folder this run created."""
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK_NAME
+    take_lock(lock, log)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        if created and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+
+
+def take_lock(lock: Path, log) -> None:
+    owner = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(3):  # a stale lock taken over by another process at the same moment
+        try:
+            with open(lock, "x") as file:
+                json.dump(owner, file)
+            return
+        except FileExistsError:
+            holder = read_lock(lock)
+        if holder is not None and not is_dead_here(holder):
+            raise UserError(
+                f"run folder {lock.parent} is in use by process {holder['pid']} on "
+                f"{holder['host']}: wait for it to finish or pass --name NEW (delete {lock} if "
+                "no such process runs)"
+            )
+        if holder is not None and take_over(lock, holder):
+            log.info("took over %s from process %d, which no longer runs", lock, holder["pid"])
+    raise UserError(f"could not lock run folder {lock.parent}: another process keeps taking it")
+
+
+def read_lock(lock: Path) -> dict | None:
+    """The lock's owner, or None when the lock vanished or is being written."""
+    try:
+        holder = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) and {"pid", "host"} <= holder.keys() else None
+
+
+def is_dead_here(holder: dict) -> bool:
+    """True only for a process on this host that no longer exists."""
+    if holder["host"] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
+
+
+def take_over(lock: Path, holder: dict) -> bool:
+    """Remove a dead owner's lock; the rename lets only one of several contenders do it."""
+    claimed = lock.with_name(f"{lock.name}.{os.getpid()}")
+    try:
+        os.rename(lock, claimed)
+    except FileNotFoundError:
+        return False
+    if read_lock(claimed) != holder:  # another process took it over first: give it back
+        os.rename(claimed, lock)
+        return False
+    claimed.unlink()
+    return True
