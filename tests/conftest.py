@@ -132,6 +132,10 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(
         f"bad inputs: {answers[0] + flags[0]}/{answers[1] + flags[1]} clear"
     )
+    signals, budget = count("test_signal_saves_mid_epoch"), count("test_time_budget_stops")
+    terminalreporter.write_line(
+        f"preemption trials: {signals[0] + budget[0]}/{signals[1] + budget[1]} resumed exactly"
+    )
     survived = total = 0
     for report in reports:
         for name, value in report.user_properties:

@@ -175,7 +175,7 @@ def run_client(argv: list[str]) -> int:
     def forward(signum, frame):
         os.killpg(worker, signum)
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(signum, forward)
     try:
         return int(receive_message(connection))

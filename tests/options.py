@@ -70,6 +70,7 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/image_folder.py",
         f"{package}/models.py",
         f"{package}/optim.py",
+        f"{package}/preemption.py",
         f"{package}/run_folder.py",
         f"{package}/train.py",
         f"{package}/trainer.py",

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from conftest import load_weights, read_metrics
+from conftest import QUICK, load_weights, read_metrics
 from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint
 from {{ cookiecutter.project_slug }}.evaluate import main as evaluate_main
+from {{ cookiecutter.project_slug }}.train import main as train_main
 
 TIMINGS = {"samples_per_second", "epoch_seconds"}
 
@@ -46,3 +47,16 @@ def test_evaluate_reports_the_checkpoint(train, capsys):
     assert evaluate_main(["--checkpoint", str(run_dir / "best.pt")]) == 0
     assert "confusion matrix" in capsys.readouterr().out
     assert (run_dir / "eval_val.json").exists()
+
+
+def test_time_budget_stops_mid_epoch_and_resume_is_exact(tmp_path):
+    flags = [*QUICK, "--epochs", "2", "--deterministic", "--output-dir", str(tmp_path)]
+    assert train_main([*flags, "--name", "straight"]) == 0
+    assert train_main([*flags, "--name", "cut", "--max-minutes", "1e-9"]) == 75
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["batches_done"] == 1
+    assert train_main([*flags, "--name", "cut", "--resume", "auto"]) == 0
+    expected, actual = (
+        load_weights(tmp_path / "straight" / "last.pt"),
+        load_weights(tmp_path / "cut" / "last.pt"),
+    )
+    assert all(torch.equal(expected[key], actual[key]) for key in expected)

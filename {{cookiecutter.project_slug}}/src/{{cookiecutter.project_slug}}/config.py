@@ -193,6 +193,12 @@ def build_parser() -> ConfigParser:
         help="end this invocation after N epochs (the schedule still spans --epochs); "
         "continue later with --resume auto, e.g. in time-limited cluster jobs",
     )
+    optim.add_argument(
+        "--max-minutes",
+        type=positive_float,
+        help="stop after this many minutes as on SIGTERM: save mid-epoch and exit with code 75 "
+        "(set it below a job's time limit); continue later with --resume auto",
+    )
     optim.add_argument("--batch-size", type=positive_int, default=64, help="batch size per process")
     optim.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate")
     optim.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="optimizer")

@@ -1,6 +1,7 @@
 """Datasets, transforms, batch collation and DataLoaders."""
 
 import argparse
+import itertools
 import logging
 import os
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from torchvision.transforms import v2
 from .errors import UserError
 from .image_files import load_rgb
 from .image_folder import read_image_folder
+from .preemption import ignore_stop_signals
 
 NATIVE_IMAGE_SIZE = {"digits": 8, "cifar10": 32, "fake": 32}
 # Photos are resized to this by default: enough detail to tell textures and scenes apart, small
@@ -157,16 +159,18 @@ class SeededShuffle(Sampler[tuple[int, int]]):
         self.sampler = DistributedSampler(dataset, world_size, rank, shuffle=True, seed=seed)
         self.seed = seed
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Yield `epoch`'s samples from position `start` on (where a stopped run left off)."""
         self.sampler.set_epoch(epoch)
-        self.epoch = epoch
+        self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def __iter__(self):
-        for index in self.sampler:
+        for index in itertools.islice(self.sampler, self.start, None):
             yield index, derived_seed(self.seed, self.epoch, index)
 
 
@@ -408,6 +412,7 @@ def build_loaders(
         # Worker seeds do not shape the data (samples carry their own); a private generator
         # keeps the draws that pick them from moving the training process's RNG.
         "generator": torch.Generator().manual_seed(config.seed + rank),
+        "worker_init_fn": ignore_stop_signals,
     }
     train_loader = DataLoader(
         SeededAugmentation(train),

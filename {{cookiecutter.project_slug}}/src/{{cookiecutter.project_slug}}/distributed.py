@@ -72,6 +72,15 @@ def all_gather_objects(value) -> list:
     return gathered
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when it is true on any."""
+    if not dist.is_initialized():
+        return flag
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def broadcast_flag(flag: bool) -> bool:
     """Rank 0's decision, on every rank."""
     if not dist.is_initialized():

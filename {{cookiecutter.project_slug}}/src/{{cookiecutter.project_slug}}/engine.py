@@ -44,10 +44,16 @@ class Optimisation:
 
 @dataclass
 class Progress:
-    """Where training stands; checkpointed."""
+    """Where training stands; checkpointed.
+
+    `epoch` counts completed epochs; a run stopped inside the next one has also done
+    `batches_done` of its micro-batches, whose running sums are `partial_sums`.
+    """
 
     epoch: int = 0
     global_step: int = 0
+    batches_done: int = 0
+    partial_sums: list[float] | None = None
 
 
 class NonFiniteLossError(UserError):
@@ -66,17 +72,20 @@ def train_one_epoch(
     log_every: int,
     log_step: StepLogger,
     show_progress: bool,
-) -> dict:
-    """Train for one epoch; return its mean loss, accuracy and throughput on this process.
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict | None:
+    """Train for (the rest of) an epoch; return its mean loss, accuracy and throughput here.
 
-    Running sums stay on the device: the host reads them only every `log_every` updates.
+    When should_stop() says so after an optimizer update, return None instead, with `progress`
+    recording how far the epoch got. Running sums stay on the device: the host reads them only
+    every `log_every` updates.
     """
     model.train()
-    sums = torch.zeros(3, device=device)  # loss * samples, correct, samples
+    sums = torch.tensor(progress.partial_sums or [0.0, 0.0, 0.0], device=device)
     started = time.perf_counter()
     last_batch = len(loader) - 1
     bar = tqdm(loader, desc=f"epoch {progress.epoch + 1}", disable=not show_progress, leave=False)
-    for index, (images, targets) in enumerate(bar):
+    for index, (images, targets) in enumerate(bar, start=progress.batches_done):
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
         is_update = (index + 1) % optimisation.accum_steps == 0 or index == last_batch
@@ -96,6 +105,10 @@ def train_one_epoch(
                 values["lr"] = optimisation.optimizer.param_groups[0]["lr"]
                 bar.set_postfix(loss=f"{values['train_loss']:.4f}", lr=f"{values['lr']:.2e}")
                 log_step(values, progress.global_step)
+            if should_stop():
+                progress.batches_done, progress.partial_sums = index + 1, sums.tolist()
+                return None
+    progress.batches_done, progress.partial_sums = 0, None
 {%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
     all_reduce_sum(sums)
 {%- endif %}

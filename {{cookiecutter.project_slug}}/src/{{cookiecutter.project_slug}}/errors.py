@@ -8,6 +8,13 @@ class UserError(Exception):
     """A mistake the user can fix (bad flag, bad data, bad checkpoint)."""
 
 
+class StoppedEarly(Exception):
+    """The run saved where it stopped (preemption, time budget) and should be resumed."""
+
+    # EX_TEMPFAIL from sysexits.h: "try again later", which is what a preempted run asks for.
+    exit_code = 75
+
+
 def user_message(error: UserError) -> str:
     """The error's one line; one raised in a DataLoader worker arrives wrapped in its traceback,
     whose last line reads "<module>.UserError: <message>"."""
@@ -24,6 +31,8 @@ def run_reporting_user_errors(entry_point: Callable[[], None]) -> int:
     except UserError as error:
         print(f"error: {user_message(error)}", file=sys.stderr)
         return 2
+    except StoppedEarly as stopped:  # the run logged where it stopped
+        return stopped.exit_code
     except KeyboardInterrupt:
         print("interrupted: the last saved checkpoint is intact", file=sys.stderr)
         return 130

@@ -34,6 +34,7 @@ from .data_parallel import wrap_data_parallel
 {% if cookiecutter.multi_gpu in ["ddp", "both"] -%}
 from .distributed import (
     all_gather_objects,
+    any_rank,
     barrier,
     broadcast_buffers,
     broadcast_flag,
@@ -46,7 +47,7 @@ from .distributed import (
 {% endif -%}
 from .early_stopping import EarlyStopping, resolve_mode
 from .engine import Optimisation, Progress, evaluate, train_one_epoch
-from .errors import UserError, user_message
+from .errors import StoppedEarly, UserError, user_message
 {% if cookiecutter.onnx_export == "yes" -%}
 from .export import export_and_verify
 {% endif -%}
@@ -57,6 +58,7 @@ from .loggers.wandb_logger import check_wandb_can_log
 {% endif -%}
 from .models import build_model, initialise_weights
 from .optim import build_optimizer, build_scheduler
+from .preemption import StopRequest, stop_requests
 from .run_folder import owned, resume_source
 
 
@@ -146,13 +148,16 @@ def run(config: argparse.Namespace, runtime: Runtime) -> None:
     log = console_logger(writes=runtime.is_main)
     with owned(run_dir, log) if runtime.is_main else nullcontext():
         try:
-            start_and_fit(config, runtime, run_dir, log)
+            with stop_requests(config.max_minutes) as stop:
+                start_and_fit(config, runtime, run_dir, stop, log)
         except UserError as error:
             append_to_run_log(f"error: {user_message(error)}")
             raise
 
 
-def start_and_fit(config: argparse.Namespace, runtime: Runtime, run_dir: Path, log) -> None:
+def start_and_fit(
+    config: argparse.Namespace, runtime: Runtime, run_dir: Path, stop: StopRequest, log
+) -> None:
     resume_from = resume_source(run_dir, config.resume)
     checkpoint = None if resume_from is None else checked_checkpoint(resume_from, config)
 {%- if cookiecutter.logger in ["wandb", "both"] %}
@@ -179,7 +184,7 @@ def start_and_fit(config: argparse.Namespace, runtime: Runtime, run_dir: Path, l
 {%- else %}
         loggers = build_loggers(config, run_dir, training.spec, training.progress.epoch)
 {%- endif %}
-    fit(config, runtime, training, run_dir, loggers, log)
+    fit(config, runtime, training, run_dir, loggers, stop, log)
 
 
 def open_run_folder(config: argparse.Namespace, run_dir: Path, is_new: bool, log) -> None:
@@ -278,17 +283,21 @@ def resume(training: Training, checkpoint: dict, runtime: Runtime, log) -> None:
     training.stopper.load_state_dict(checkpoint["early_stopping"])
     training.progress.epoch = checkpoint["epoch"]
     training.progress.global_step = checkpoint["global_step"]
+    training.progress.batches_done = checkpoint["batches_done"]
+    training.progress.partial_sums = checkpoint["partial_sums"][runtime.rank]
     rng_states = checkpoint["rng"]
     restore_rng_state(rng_states[runtime.rank % len(rng_states)])
     log.info(
-        "resumed from %s after epoch %d (step %d)",
+        "resumed from %s after epoch %d%s (step %d)",
         path,
         checkpoint["epoch"],
+        f" and {checkpoint['batches_done']} batches" if checkpoint["batches_done"] else "",
         checkpoint["global_step"],
     )
 
 
-def checkpoint_payload(training: Training, config: argparse.Namespace, rng_states: list) -> dict:
+def checkpoint_payload(training: Training, config: argparse.Namespace, rank_states: dict) -> dict:
+    """The whole run state; `rank_states` holds every rank's "rng" and "partial_sums" lists."""
     optimisation = training.optimisation
     return {
         "model": unwrap(training.model).state_dict(),
@@ -299,10 +308,11 @@ def checkpoint_payload(training: Training, config: argparse.Namespace, rng_state
 {%- endif %}
         "epoch": training.progress.epoch,
         "global_step": training.progress.global_step,
+        "batches_done": training.progress.batches_done,
         "monitor": config.monitor,
         "best_metric": training.stopper.best,
         "early_stopping": training.stopper.state_dict(),
-        "rng": rng_states,
+        **rank_states,
         "config": config_to_dict(config),
         "data_spec": training.spec.to_dict(),
     }
@@ -335,6 +345,7 @@ def fit(
     training: Training,
     run_dir: Path,
     loggers: ExperimentLoggers | None,
+    stop: StopRequest,
     log,
 ) -> None:
     model = wrap_for_devices(training.model, config, runtime, log)
@@ -349,7 +360,7 @@ def fit(
         final_epoch = min(final_epoch, progress.epoch + config.stop_after_epochs)
     for epoch in range(progress.epoch, final_epoch):
         progress.epoch = epoch
-        training.train_loader.sampler.set_epoch(epoch)
+        training.train_loader.sampler.set_epoch(epoch, progress.batches_done * config.batch_size)
         train_stats = train_one_epoch(
             model,
             training.train_loader,
@@ -359,7 +370,14 @@ def fit(
             config.log_every,
             loggers.log_step if loggers else ignore_step,
             show_progress=runtime.is_main and not config.no_progress,
+{%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
+            should_stop=lambda: any_rank(stop.requested(), runtime.device),
+{%- else %}
+            should_stop=stop.requested,
+{%- endif %}
         )
+        if train_stats is None:
+            save_where_it_stopped(config, runtime, training, run_dir, stop, log)
 {%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
         broadcast_buffers(training.model)
 {%- endif %}
@@ -378,15 +396,11 @@ def fit(
         improved = training.stopper.update(val_stats[config.monitor])
         progress.epoch = epoch + 1
         record = epoch_record(progress, train_stats, val_stats, training)
-{%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
-        rng_states = all_gather_objects(capture_rng_state())
-{%- else %}
-        rng_states = [capture_rng_state()]
-{%- endif %}
+        rank_states = gather_rank_states(progress)
         if runtime.is_main:
             loggers.log_validation(progress.epoch, val_stats)
             loggers.log_epoch(record, progress.global_step, training.model)
-            save_checkpoints(checkpoint_payload(training, config, rng_states), run_dir, improved)
+            save_checkpoints(checkpoint_payload(training, config, rank_states), run_dir, improved)
             log.info(epoch_line(record, config.epochs))
 {%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
         if broadcast_flag(training.stopper.should_stop):
@@ -427,6 +441,41 @@ def sample_training_batch(loader: DataLoader) -> torch.Tensor:
 
 
 {% endif -%}
+def gather_rank_states(progress: Progress) -> dict:
+    """Every rank's RNG streams and unfinished-epoch sums, in rank order."""
+{%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
+    states = all_gather_objects((capture_rng_state(), progress.partial_sums))
+{%- else %}
+    states = [(capture_rng_state(), progress.partial_sums)]
+{%- endif %}
+    return {
+        "rng": [rng for rng, _ in states],
+        "partial_sums": [partial_sums for _, partial_sums in states],
+    }
+
+
+def save_where_it_stopped(
+    config: argparse.Namespace,
+    runtime: Runtime,
+    training: Training,
+    run_dir: Path,
+    stop: StopRequest,
+    log,
+) -> None:
+    """Save a mid-epoch last.pt (best.pt stays the best finished epoch) and end the run."""
+    rank_states = gather_rank_states(training.progress)
+    progress = training.progress
+    if runtime.is_main:
+        atomic_save(checkpoint_payload(training, config, rank_states), run_dir / "last.pt")
+        log.info(
+            "stopped at epoch %d, step %d (%s): continue with --resume auto",
+            progress.epoch + 1,
+            progress.global_step,
+            stop.reason,
+        )
+    raise StoppedEarly(stop.reason)
+
+
 def ignore_step(values: dict, step: int) -> None:
     """Step logging for processes that do not write (DDP ranks other than 0)."""
 

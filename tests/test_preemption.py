@@ -1,0 +1,105 @@
+"""Preemption is routine: a real signal (or the time budget) sent to a real training process
+saves a mid-epoch checkpoint, and `--resume auto` ends bit-identical to an uninterrupted run."""
+
+import signal
+import subprocess
+
+import pytest
+import torch
+
+from conftest import project_environment, read_metrics, run_command, train_command
+
+DIGITS = ["--dataset", "digits", "--batch-size", "8", "--epochs", "3", "--deterministic"]
+DIGITS += ["--no-progress", "--seed", "11"]
+TIMINGS = {"samples_per_second", "epoch_seconds"}
+STOPPED_EXIT_CODE = 75
+
+CASES = {
+    "SIGTERM, no loader workers": ({"multi_gpu": "none"}, ["--num-workers", "0"], 1, "SIGTERM"),
+    "SIGUSR1, 2 loader workers, AMP": (
+        {"multi_gpu": "none", "mixed_precision": "yes"},
+        ["--num-workers", "2", "--amp", "--mixup-alpha", "0.2", "--accum-steps", "2"],
+        1,
+        "SIGUSR1",
+    ),
+    "SIGTERM to torchrun, 2 DDP processes": (
+        {"multi_gpu": "ddp"},
+        ["--num-workers", "0"],
+        2,
+        "SIGTERM",
+    ),
+}
+
+
+def without_timings(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in record.items() if k not in TIMINGS} for record in records]
+
+
+def stop_when_training(project, command: list[str], signum: int) -> tuple[int, str]:
+    """Start the command, send `signum` once epoch 1 is done, return (exit code, stderr)."""
+    process = subprocess.Popen(
+        command,
+        cwd=project,
+        env=project_environment(project),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "epoch 1/3" in line:
+            process.send_signal(signum)
+            break
+    lines += process.stderr.readlines()
+    return process.wait(timeout=300), "".join(lines)
+
+
+def assert_same_run(straight, resumed) -> None:
+    expected = torch.load(straight / "last.pt", weights_only=True)
+    actual = torch.load(resumed / "last.pt", weights_only=True)
+    different = [
+        k for k in expected["model"] if not torch.equal(expected["model"][k], actual["model"][k])
+    ]
+    assert different == []
+    assert without_timings(read_metrics(straight)) == without_timings(read_metrics(resumed))
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_signal_saves_mid_epoch_and_resume_is_exact(render, preloaded_python, tmp_path, case):
+    answers, flags, processes, signal_name = case
+    project = render(logger="none", onnx_export="no", **answers)
+    command = [*train_command(preloaded_python, processes), *DIGITS, *flags]
+    command += ["--output-dir", str(tmp_path)]
+    straight = run_command([*command, "--name", "straight"], project)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    exit_code, log = stop_when_training(
+        project, [*command, "--name", "cut"], getattr(signal, signal_name)
+    )
+    assert f"({signal_name}): continue with --resume auto" in log, log[-2000:]
+    if processes == 1:
+        assert exit_code == STOPPED_EXIT_CODE and "Traceback" not in log
+    else:  # torchrun's agent reports the signal with its own traceback and exits 1
+        assert exit_code == 1
+        assert log.count("Traceback") == log.count("SignalException: Process") == 1
+    stopped = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert stopped["batches_done"] > 0  # inside an epoch
+    resumed = run_command([*command, "--name", "cut", "--resume", "auto"], project)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"and {stopped['batches_done']} batches" in resumed.stderr
+
+    assert_same_run(tmp_path / "straight", tmp_path / "cut")
+
+
+def test_time_budget_stops_like_a_signal(render, preloaded_python, tmp_path):
+    project = render(logger="none", onnx_export="no", multi_gpu="none")
+    command = [*train_command(preloaded_python), *DIGITS, "--output-dir", str(tmp_path)]
+    straight = run_command([*command, "--name", "straight"], project)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    budget = run_command([*command, "--name", "cut", "--max-minutes", "0.02"], project)
+    assert budget.returncode == STOPPED_EXIT_CODE, budget.stderr[-2000:]
+    assert "(the --max-minutes budget): continue with --resume auto" in budget.stderr
+    resumed = run_command([*command, "--name", "cut", "--resume", "auto"], project)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_run(tmp_path / "straight", tmp_path / "cut")

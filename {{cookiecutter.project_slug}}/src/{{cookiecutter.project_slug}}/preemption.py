@@ -1,0 +1,49 @@
+"""Ending a run early without losing work: preemption signals and a time budget.
+
+SIGTERM (sent by Slurm, Kubernetes and cloud schedulers before they kill a job) and SIGUSR1
+(Slurm's warning before a time limit, with `--signal=USR1@SECONDS`) only set a flag. The
+training loop looks at it after every optimizer update; all ranks agree, save a mid-epoch
+last.pt and exit with code 75 (errors.StoppedEarly). `--resume auto` then continues inside that
+epoch.
+"""
+
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class StopRequest:
+    """Whether the run should stop now, and why."""
+
+    def __init__(self, max_minutes: float | None) -> None:
+        self.reason: str | None = None
+        self.deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+
+    def on_signal(self, signum: int, frame) -> None:
+        self.reason = signal.Signals(signum).name
+
+    def requested(self) -> bool:
+        if self.reason is None and self.deadline is not None and time.monotonic() >= self.deadline:
+            self.reason = "the --max-minutes budget"
+        return self.reason is not None
+
+
+@contextmanager
+def stop_requests(max_minutes: float | None) -> Iterator[StopRequest]:
+    """Listen for the stop signals while the run lasts; the previous handlers come back after."""
+    request = StopRequest(max_minutes)
+    previous = {signum: signal.signal(signum, request.on_signal) for signum in STOP_SIGNALS}
+    try:
+        yield request
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave stopping to the training process, which shuts them down."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
