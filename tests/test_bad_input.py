@@ -133,6 +133,11 @@ def locked_run(root: Path, train) -> list[str]:
     return ["--name", "a"]
 
 
+def output_in_a_file(root: Path, train) -> list[str]:
+    (root / "notes.txt").write_text("not a folder")
+    return ["--output-dir", str(root / "notes.txt" / "runs")]
+
+
 CASES = {
     "epochs zero": (flags("--epochs", "0"), "--epochs: must be a positive whole number"),
     "epochs not a number": (flags("--epochs", "ten"), "--epochs: must be a whole number"),
@@ -247,6 +252,7 @@ CASES = {
     "resume best.pt into its own run": (resume_best_in_place, "holds another run than"),
     "resume auto where only best.pt is left": (best_without_last, "has no last.pt to continue"),
     "run folder locked by a live process": (locked_run, "is in use by process"),
+    "output folder inside a file": (output_in_a_file, "(Not a directory): pick a writable"),
     "--dp inside a torchrun launch": (flags("--dp"), "--dp cannot be combined with a torchrun"),
 }
 # What torchrun exports to its workers, so the check runs without a process group.

@@ -412,10 +412,12 @@ def check_combinations(parser: ConfigParser, config: argparse.Namespace) -> None
         parser.error(f"--device must be auto, cpu, cuda or cuda:N, got {config.device!r}")
     if config.min_lr > config.lr:
         parser.error(f"--min-lr {config.min_lr:g} is above --lr {config.lr:g}: lower --min-lr")
-    if getattr(config, "amp_dtype", None) is not None and not config.amp:
+{%- if cookiecutter.mixed_precision == "yes" %}
+    if config.amp_dtype is not None and not config.amp:
         parser.error("--amp-dtype has no effect without --amp: add --amp or drop --amp-dtype")
-    if hasattr(config, "amp_dtype") and config.amp_dtype is None:
+    if config.amp_dtype is None:
         config.amp_dtype = "bfloat16"
+{%- endif %}
 
 
 def config_to_dict(config: argparse.Namespace) -> dict:

@@ -225,7 +225,7 @@ def find_unreadable(root: Path, paths: list[Path]) -> dict[Path, str]:
             to_check.append((path, stamp))
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        problems = pool.map(image_problem, [path for path, _ in to_check], chunksize=16)
+        problems = pool.map(image_problem, [path for path, _ in to_check])
         for (path, stamp), problem in zip(to_check, problems, strict=True):
             results[str(path)] = [*stamp, problem]
     seconds = time.perf_counter() - started

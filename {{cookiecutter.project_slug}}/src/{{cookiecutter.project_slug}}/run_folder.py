@@ -57,16 +57,23 @@ def refuse_if_it_holds_a_run(run_dir: Path, problem: str) -> None:
 @contextmanager
 def owned(run_dir: Path, log) -> Iterator[None]:
     """Hold the run folder's lock; on the way out, leave no empty folder this run created."""
-    created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    created = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
     lock = run_dir / LOCK_NAME
-    take_lock(lock, log)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        take_lock(lock, log)
+    except OSError as error:
+        raise UserError(
+            f"cannot write run folder {run_dir} ({error.strerror}): pick a writable --output-dir"
+        ) from None
     try:
         yield
     finally:
         lock.unlink(missing_ok=True)
-        if created and not any(run_dir.iterdir()):
-            run_dir.rmdir()
+        for folder in created:  # deepest first
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
 
 
 def take_lock(lock: Path, log) -> None:

@@ -51,7 +51,13 @@ from .errors import StoppedEarly, UserError, user_message
 {% if cookiecutter.onnx_export == "yes" -%}
 from .export import export_and_verify
 {% endif -%}
-from .loggers import append_to_run_log, build_loggers, console_logger, keep_log_in
+from .loggers import (
+    append_to_run_log,
+    build_loggers,
+    close_log,
+    console_logger,
+    keep_log_in,
+)
 from .loggers.base import ExperimentLoggers
 {% if cookiecutter.logger in ["wandb", "both"] -%}
 from .loggers.wandb_logger import check_wandb_can_log
@@ -146,13 +152,15 @@ def run(config: argparse.Namespace, runtime: Runtime) -> None:
     seed_everything(config.seed + runtime.rank, config.deterministic)
     run_dir = config.output_dir / config.name
     log = console_logger(writes=runtime.is_main)
-    with owned(run_dir, log) if runtime.is_main else nullcontext():
-        try:
+    try:
+        with owned(run_dir, log) if runtime.is_main else nullcontext():
             with stop_requests(config.max_minutes) as stop:
                 start_and_fit(config, runtime, run_dir, stop, log)
-        except UserError as error:
-            append_to_run_log(f"error: {user_message(error)}")
-            raise
+    except UserError as error:
+        append_to_run_log(f"error: {user_message(error)}")
+        raise
+    finally:
+        close_log()
 
 
 def start_and_fit(
@@ -174,7 +182,7 @@ def start_and_fit(
 {%- endif %}
     training = build_training(config, runtime, log)
     if checkpoint is not None:
-        resume(training, checkpoint, runtime, log)
+        resume(training, checkpoint, resume_from, runtime, log)
     if runtime.is_main:  # only once set-up succeeded: a run that cannot start leaves nothing
         open_run_folder(config, run_dir, checkpoint is None, log)
     loggers = None
@@ -259,13 +267,11 @@ def checked_checkpoint(path: Path, config: argparse.Namespace) -> dict:
             f"checkpoint {path} was trained with {', '.join(differences)}: resume with the same "
             "flags, or start a new --name without --resume"
         )
-    checkpoint["path"] = str(path)
     return checkpoint
 
 
-def resume(training: Training, checkpoint: dict, runtime: Runtime, log) -> None:
+def resume(training: Training, checkpoint: dict, path: Path, runtime: Runtime, log) -> None:
     """Restore every piece of state the checkpoint holds, this rank's RNG streams included."""
-    path = Path(checkpoint["path"])
     saved_classes = len(checkpoint["data_spec"]["class_names"])
     if saved_classes != training.spec.num_classes:
         raise UserError(

@@ -49,6 +49,14 @@ def keep_log_in(run_dir: Path) -> None:
     log.addHandler(log_file)
 
 
+def close_log() -> None:
+    """Detach and close this run's handlers (train.log stays complete; nothing logs after)."""
+    log = logging.getLogger("train")
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+
+
 def append_to_run_log(line: str) -> None:
     """Add a line to train.log (when the run folder exists), not to the console."""
     log = logging.getLogger("train")
