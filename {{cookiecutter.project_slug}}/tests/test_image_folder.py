@@ -148,6 +148,13 @@ def test_exif_orientation_is_applied(tmp_path):
     assert load_rgb(tmp_path / "phone.jpg").size == (10, 20)
 
 
+def test_large_jpeg_is_decoded_at_reduced_scale_never_below_min_side(tmp_path):
+    save(Image.new("RGB", (1600, 1200), "red"), tmp_path / "big.jpg")
+    assert load_rgb(tmp_path / "big.jpg").size == (1600, 1200)
+    assert load_rgb(tmp_path / "big.jpg", min_side=146).size == (200, 150)  # 1/8 scale
+    assert load_rgb(tmp_path / "big.jpg", min_side=400).size == (800, 600)  # 1/4 is too small
+
+
 def test_non_image_files_are_named_in_one_line(tmp_path, caplog):
     for name in ("cat", "dog"):
         write_images(tmp_path / name, 3)

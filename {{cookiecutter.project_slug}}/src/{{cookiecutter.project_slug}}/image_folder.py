@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from .image_files import is_image_file, load_rgb
 SPLIT_ALIASES = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 ALL_SPLIT_NAMES = frozenset(alias for aliases in SPLIT_ALIASES.values() for alias in aliases)
 LISTED = 5  # file names quoted in one log or error line
+PARALLEL_CHECK_MIN = 256  # fewer files are checked faster than processes start
 
 Sample = tuple[Path, int]
 log = logging.getLogger("train.data")
@@ -224,10 +225,9 @@ def find_unreadable(root: Path, paths: list[Path]) -> dict[Path, str]:
         else:
             to_check.append((path, stamp))
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        problems = pool.map(image_problem, [path for path, _ in to_check])
-        for (path, stamp), problem in zip(to_check, problems, strict=True):
-            results[str(path)] = [*stamp, problem]
+    problems = problems_of([path for path, _ in to_check])
+    for (path, stamp), problem in zip(to_check, problems, strict=True):
+        results[str(path)] = [*stamp, problem]
     seconds = time.perf_counter() - started
     if to_check:
         log.info(
@@ -239,6 +239,23 @@ def find_unreadable(root: Path, paths: list[Path]) -> dict[Path, str]:
         )
         write_cache(cache_file, results)
     return {Path(key): entry[2] for key, entry in results.items() if entry[2]}
+
+
+def problems_of(paths: list[Path]) -> list[str]:
+    """image_problem for each path, in processes on every core when there are enough files to
+    repay starting them (decoding holds the GIL too long for threads to help)."""
+    cores = available_cores()
+    if cores < 2 or len(paths) < PARALLEL_CHECK_MIN:
+        return [image_problem(path) for path in paths]
+    chunk = min(256, max(1, len(paths) // (4 * cores)))
+    with ProcessPoolExecutor(max_workers=cores) as pool:
+        return list(pool.map(image_problem, paths, chunksize=chunk))
+
+
+def available_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def image_problem(path: Path) -> str:
