@@ -16,6 +16,7 @@ from torch.utils.data import (
     DistributedSampler,
     Sampler,
     default_collate,
+    get_worker_info,
 )
 from torchvision import datasets, tv_tensors
 from torchvision.transforms import v2
@@ -149,8 +150,12 @@ class SeededAugmentation(Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         index, seed = key
-        with seeded_cpu_rng(seed):
+        if get_worker_info() is not None:  # a worker's RNG serves nothing else: no restore
+            torch.default_generator.manual_seed(seed)
             image, label = self.dataset[index]
+        else:
+            with seeded_cpu_rng(seed):
+                image, label = self.dataset[index]
         return image, label, seed
 
 

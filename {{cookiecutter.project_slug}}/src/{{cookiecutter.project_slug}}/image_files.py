@@ -58,9 +58,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def scaled_to_8_bit(image: Image.Image) -> Image.Image:
-    pixels = np.asarray(image, dtype=np.float64)
-    scaled = np.clip(pixels / white_level(image.mode, pixels), 0.0, 1.0) * 255.0
-    return Image.fromarray(np.round(scaled).astype(np.uint8))
+    pixels = np.asarray(image, dtype=np.float32)
+    scaled = np.clip(pixels * (255.0 / white_level(image.mode, pixels)) + 0.5, 0.0, 255.0)
+    return Image.fromarray(scaled.astype(np.uint8))
 
 
 def white_level(mode: str, pixels: np.ndarray) -> float:
