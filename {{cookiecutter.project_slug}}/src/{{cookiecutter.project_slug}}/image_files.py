@@ -34,7 +34,7 @@ def load_rgb(path: Path, min_side: int | None = None) -> Image.Image:
     shorter side still at least `min_side`: a phone photo then decodes many times faster.
     """
     with Image.open(path) as image:
-        if min_side is not None:
+        if min_side is not None and min(image.size) >= 2 * min_side:
             image.draft("RGB", (min_side, min_side))
         image.load()
         if "exif" in image.info or image.format == "TIFF":  # parsing EXIF costs as much as a decode
