@@ -19,6 +19,10 @@ def write_class_images(root, classes, count: int) -> None:
             Image.new("RGB", (20, 16), color).save(root / name / f"{index}.jpg")
 
 
+# Each test trains a small run first, so they are marked slow (`pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture
 def photo_run(train, tmp_path):
     """A run trained on root/train (40 images) + root/test (6); val carved from train."""

@@ -47,6 +47,7 @@ def test_export_command_writes_a_verified_model(train, tmp_path, capsys):
         assert logits.shape == (batch, 10)
 
 
+@pytest.mark.slow
 def test_exported_file_is_self_contained_and_names_its_preprocessing(train, tmp_path):
     run_dir = train()
     output = tmp_path / "export" / "model.onnx"

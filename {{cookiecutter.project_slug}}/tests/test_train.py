@@ -49,6 +49,7 @@ def test_evaluate_reports_the_checkpoint(train, capsys):
     assert (run_dir / "eval_val.json").exists()
 
 
+@pytest.mark.slow
 def test_time_budget_stops_mid_epoch_and_resume_is_exact(tmp_path):
     flags = [*QUICK, "--epochs", "2", "--deterministic", "--output-dir", str(tmp_path)]
     assert train_main([*flags, "--name", "straight"]) == 0

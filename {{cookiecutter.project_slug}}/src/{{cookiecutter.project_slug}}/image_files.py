@@ -58,6 +58,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def scaled_to_8_bit(image: Image.Image) -> Image.Image:
+    if image.mode.startswith("I;16"):  # the common case, in integers: 65535 -> 255, rounded
+        pixels = np.asarray(image).astype(np.uint32)
+        return Image.fromarray(((pixels * 255 + 32767) // 65535).astype(np.uint8))
     pixels = np.asarray(image, dtype=np.float32)
     scaled = np.clip(pixels * (255.0 / white_level(image.mode, pixels)) + 0.5, 0.0, 255.0)
     return Image.fromarray(scaled.astype(np.uint8))
