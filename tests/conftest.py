@@ -80,6 +80,18 @@ def run_command(
     )
 
 
+def start_command(command: list[str], cwd: Path) -> subprocess.Popen:
+    """Start a command in the project folder (as run_command does) with its stderr piped."""
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=project_environment(cwd),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def project_environment(project: Path, **env: str) -> dict:
     """The environment a project command runs in; its image-check cache stays in the scratch."""
     return {

@@ -2,12 +2,11 @@
 saves a mid-epoch checkpoint, and `--resume auto` ends bit-identical to an uninterrupted run."""
 
 import signal
-import subprocess
 
 import pytest
 import torch
 
-from conftest import project_environment, read_metrics, run_command, train_command
+from conftest import read_metrics, run_command, start_command, train_command
 
 DIGITS = ["--dataset", "digits", "--batch-size", "8", "--epochs", "3", "--deterministic"]
 DIGITS += ["--no-progress", "--seed", "11"]
@@ -37,14 +36,7 @@ def without_timings(records: list[dict]) -> list[dict]:
 
 def stop_when_training(project, command: list[str], signum: int) -> tuple[int, str]:
     """Start the command, send `signum` once epoch 1 is done, return (exit code, stderr)."""
-    process = subprocess.Popen(
-        command,
-        cwd=project,
-        env=project_environment(project),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_command(command, project)
     lines = []
     for line in process.stderr:
         lines.append(line)

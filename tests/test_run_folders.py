@@ -8,21 +8,10 @@ import subprocess
 
 import torch
 
-from conftest import project_environment, read_metrics, run_command, train_command
+from conftest import read_metrics, run_command, start_command, train_command
 
 TINY = ["--dataset", "fake", "--fake-samples", "160", "--image-size", "8", "--batch-size", "32"]
 TINY += ["--no-progress", "--epochs", "2", "--deterministic"]
-
-
-def start(project, command: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        command,
-        cwd=project,
-        env=project_environment(project),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def wait_for_line(process: subprocess.Popen, text: str) -> None:
@@ -35,7 +24,7 @@ def wait_for_line(process: subprocess.Popen, text: str) -> None:
 def test_second_process_on_a_run_folder_is_refused(render, preloaded_python, tmp_path):
     project = render(logger="none", multi_gpu="none")
     command = [*train_command(preloaded_python), *TINY, "--output-dir", str(tmp_path)]
-    first = start(project, [*command, "--epochs", "200", "--name", "shared"])
+    first = start_command([*command, "--epochs", "200", "--name", "shared"], project)
     wait_for_line(first, "epoch 1/200")  # the first run holds the folder and trains
     second = run_command([*command, "--name", "shared", "--resume", "auto"], project)
     first.kill()
