@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import functools
 import gc
-import importlib
 import itertools
 import json
 import logging
@@ -37,13 +36,13 @@ from unittest import mock
 
 import torch
 from PIL import Image
+from rendered_project import PACKAGE, ROOT, import_project, render_project
 from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.datasets.folder import default_loader
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = ROOT / ".scratch" / "benchmarks" / "image-folder"
-PACKAGE = "image_classifier"  # the slug the template's default project name gives
+PROJECT_MODULES = ("config", "data", "engine", "image_files", "image_folder", "trainer")
 sys.path.insert(0, str(ROOT / "tests"))
 from photos import build_photo_folder  # noqa: E402  (tests/ is not a package)
 
@@ -69,27 +68,6 @@ def progress(message: str) -> None:
 
 
 # --- project and data ------------------------------------------------------------------------
-
-
-def render_project(output_dir: Path) -> Path:
-    """Render the template with every default answer, as a user would."""
-    shutil.rmtree(output_dir, ignore_errors=True)
-    tmp = SCRATCH / "tmp"  # cookiecutter writes rendered hook scripts to $TMPDIR
-    tmp.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "cookiecutter", str(ROOT), "--no-input", "-o", str(output_dir)]
-    subprocess.run(
-        [*command, "init_git=no"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, "TMPDIR": str(tmp)},
-    )
-    return output_dir / PACKAGE
-
-
-def import_project(project_dir: Path) -> dict:
-    sys.path.insert(0, str(project_dir / "src"))
-    names = ("config", "data", "engine", "image_files", "image_folder", "trainer")
-    return {name: importlib.import_module(f"{PACKAGE}.{name}") for name in names}
 
 
 def build_folders(quick: bool) -> dict[str, Path]:
@@ -645,8 +623,8 @@ def main() -> None:
     os.environ["XDG_CACHE_HOME"] = str(SCRATCH / "cache")  # never the user's ~/.cache
     shutil.rmtree(SCRATCH / "cache", ignore_errors=True)
     shutil.rmtree(SCRATCH / "runs", ignore_errors=True)
-    project_dir = render_project(SCRATCH / "project")
-    project = import_project(project_dir)
+    project_dir = render_project(SCRATCH / "project", SCRATCH)
+    project = import_project(project_dir, PROJECT_MODULES)
     folders = build_folders(args.quick)
     default_workers = project["data"].default_num_workers("image_folder", 1)
     train_images = len(image_paths(folders["loader"] / "train", project))

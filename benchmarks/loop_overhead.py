@@ -11,13 +11,11 @@ interleaved rounds and prints one table of median samples/s.
 import argparse
 import contextlib
 import copy
-import importlib
 import logging
 import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -28,11 +26,11 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
+from rendered_project import ROOT, import_project, render_project
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = ROOT / ".scratch" / "benchmarks"
-PACKAGE = "image_classifier"  # the slug the template's default project name gives
+PROJECT_MODULES = ("config", "engine", "loggers", "optim", "trainer")
 
 # Each case is the generated project's own command line; 640 fake samples leave 512 for training.
 CASES = {
@@ -55,27 +53,6 @@ class Case:
     samples_per_epoch: int
     seconds: dict[str, list[float]] = field(default_factory=lambda: {loop: [] for loop in LOOPS})
     lightning_fit_seconds: list[float] = field(default_factory=list)
-
-
-def render_project(output_dir: Path) -> Path:
-    """Render the template with every default answer (all options on), as a user would."""
-    shutil.rmtree(output_dir, ignore_errors=True)
-    tmp = SCRATCH / "tmp"  # cookiecutter writes rendered hook scripts to $TMPDIR
-    tmp.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "cookiecutter", str(ROOT), "--no-input", "-o", str(output_dir)]
-    subprocess.run(
-        [*command, "init_git=no"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, "TMPDIR": str(tmp)},
-    )
-    return output_dir / PACKAGE
-
-
-def import_project(project_dir: Path) -> dict:
-    sys.path.insert(0, str(project_dir / "src"))
-    names = ("config", "engine", "loggers", "optim", "trainer")
-    return {name: importlib.import_module(f"{PACKAGE}.{name}") for name in names}
 
 
 class KeptOrder:
@@ -349,7 +326,7 @@ def main() -> None:
     quiet_lightning()
     shutil.rmtree(SCRATCH / "runs", ignore_errors=True)
     shutil.rmtree(SCRATCH / "lightning", ignore_errors=True)
-    project = import_project(render_project(SCRATCH / "project"))
+    project = import_project(render_project(SCRATCH / "project", SCRATCH), PROJECT_MODULES)
     load_before = os.getloadavg()[0]
     cases = []
     passes = CACHED_PASSES if args.cached_batches else 1
