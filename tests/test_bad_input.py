@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from conftest import run_command, train_command
+from options import SLUG
 
 TINY = ["--dataset", "fake", "--fake-samples", "160", "--image-size", "8", "--batch-size", "32"]
 TINY += ["--epochs", "1", "--no-progress"]
@@ -138,6 +139,24 @@ def output_in_a_file(root: Path, train) -> list[str]:
     return ["--output-dir", str(root / "notes.txt" / "runs")]
 
 
+def unreachable_url() -> str:
+    """An http URL on loopback where nothing listens: connections are refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def cifar10_download_offline(root: Path, train) -> tuple[list[str], dict]:
+    proxy = unreachable_url()
+    flags = ["--dataset", "cifar10", "--download", "--data-dir", str(root / "cifar")]
+    return flags, {"https_proxy": proxy, "HTTPS_PROXY": proxy, "no_proxy": "", "NO_PROXY": ""}
+
+
+def wandb_server_unreachable(root: Path, train) -> tuple[list[str], dict]:
+    env = {"WANDB_API_KEY": "0" * 40, "WANDB_BASE_URL": unreachable_url(), "WANDB_MODE": "online"}
+    return [], env
+
+
 CASES = {
     "epochs zero": (flags("--epochs", "0"), "--epochs: must be a positive whole number"),
     "epochs not a number": (flags("--epochs", "ten"), "--epochs: must be a whole number"),
@@ -254,7 +273,98 @@ CASES = {
     "run folder locked by a live process": (locked_run, "is in use by process"),
     "output folder inside a file": (output_in_a_file, "(Not a directory): pick a writable"),
     "--dp inside a torchrun launch": (flags("--dp"), "--dp cannot be combined with a torchrun"),
+    "cifar10 --download without a network": (cifar10_download_offline, "could not download"),
+    "wandb server unreachable": (wandb_server_unreachable, "did not answer within 10 s"),
 }
+# Cases that need another rendering than the catalogue's default one.
+ANSWERS = {"wandb server unreachable": {"logger": "wandb"}}
+
+
+def trained_run(root: Path, train, *run_flags: str) -> Path:
+    """Train runs/a (tiny, fake data unless `run_flags` say otherwise); its best.pt."""
+    train(["--output-dir", str(root / "runs"), "--name", "a", *TINY, *run_flags])
+    return root / "runs" / "a" / "best.pt"
+
+
+def with_checkpoint(*extra: str):
+    """--checkpoint of a freshly trained run, plus `extra` flags (ROOT in them: the scratch)."""
+
+    def setup(root: Path, train) -> list[str]:
+        checkpoint = trained_run(root, train)
+        return [
+            "--checkpoint",
+            str(checkpoint),
+            *(flag.replace("ROOT", str(root)) for flag in extra),
+        ]
+
+    return setup
+
+
+def output_folder(root: Path, train) -> list[str]:
+    (root / "reports").mkdir()
+    return with_checkpoint("--output", "ROOT/reports")(root, train)
+
+
+def output_inside_a_file(root: Path, train) -> list[str]:
+    (root / "notes.txt").write_text("not a folder")
+    return with_checkpoint("--output", "ROOT/notes.txt/out")(root, train)
+
+
+def folder_with_other_classes(root: Path, train) -> list[str]:
+    for name in ("cat", "dog"):
+        write_images(root / "photos" / name, count=4)
+    for name in ("cat", "bird"):
+        write_images(root / "other" / name)
+    checkpoint = trained_run(
+        root,
+        train,
+        "--dataset",
+        "image_folder",
+        "--data-dir",
+        str(root / "photos"),
+        "--batch-size",
+        "2",
+    )
+    return ["--checkpoint", str(checkpoint), "--data-dir", str(root / "other")]
+
+
+def checkpoint_file(write):
+    def setup(root: Path, train) -> list[str]:
+        write(root / "checkpoint.pt")
+        return ["--checkpoint", str(root / "checkpoint.pt")]
+
+    return setup
+
+
+SHARED_CHECKPOINT_CASES = {
+    "no --checkpoint": (flags(), "the following arguments are required: --checkpoint"),
+    "missing checkpoint": (flags("--checkpoint", "missing.pt"), "missing.pt does not exist"),
+    "text file as checkpoint": (
+        checkpoint_file(lambda path: path.write_text("just text")),
+        "is truncated or not a PyTorch checkpoint",
+    ),
+    "tensor file as checkpoint": (
+        checkpoint_file(lambda path: torch.save(torch.zeros(3), path)),
+        "is not a checkpoint written by this project",
+    ),
+    "--output onto a folder": (output_folder, "is a folder: give a file path"),
+    "--output inside a file": (output_inside_a_file, "cannot create the folder of --output"),
+}
+EVALUATE_CASES = {
+    **SHARED_CHECKPOINT_CASES,
+    "batch size zero": (
+        flags("--checkpoint", "best.pt", "--batch-size", "0"),
+        "--batch-size: must be a positive",
+    ),
+    "unknown split": (flags("--checkpoint", "best.pt", "--split", "train"), "invalid choice"),
+    "test split the data lacks": (with_checkpoint("--split", "test"), "has no test split"),
+    "data folder with other classes": (folder_with_other_classes, "missing dog; extra bird"),
+}
+EXPORT_CASES = {
+    **SHARED_CHECKPOINT_CASES,
+    "unknown flag": (flags("--checkpoint", "best.pt", "--opset", "9"), "unrecognized arguments"),
+}
+COMMANDS = {"train": CASES, "evaluate": EVALUATE_CASES, "export": EXPORT_CASES}
 # What torchrun exports to its workers, so the check runs without a process group.
 TORCHRUN_ENV = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
 
@@ -267,20 +377,30 @@ def snapshot(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_bad_input_gets_one_clear_line(render, preloaded_python, tmp_path, name):
-    project = render(multi_gpu="both")
-    setup, message = CASES[name]
+def failing_command(python: list[str], command: str, root: Path) -> list[str]:
+    if command == "train":
+        return [*train_command(python), *TINY, "--output-dir", str(root / "runs")]
+    return [*python, "-m", f"{SLUG}.{command}"]
+
+
+@pytest.mark.parametrize(
+    "command, name", [(command, name) for command, cases in COMMANDS.items() for name in cases]
+)
+def test_bad_input_gets_one_clear_line(render, preloaded_python, tmp_path, command, name):
+    project = render(multi_gpu="both", **ANSWERS.get(name, {}))
+    setup, message = COMMANDS[command][name]
 
     def train(run_flags: list[str]) -> None:
         result = run_command([*train_command(preloaded_python), *run_flags], project)
         assert result.returncode == 0, result.stderr[-2000:]
 
     case_flags = setup(tmp_path, train)
+    case_flags, env = case_flags if isinstance(case_flags, tuple) else (case_flags, {})
+    if "--dp" in case_flags:
+        env = TORCHRUN_ENV
     before = snapshot(tmp_path)
-    command = [*train_command(preloaded_python), *TINY, "--output-dir", str(tmp_path / "runs")]
-    env = TORCHRUN_ENV if "--dp" in case_flags else {}
-    result = run_command([*command, *case_flags], project, **env)
+    failing = failing_command(preloaded_python, command, tmp_path)
+    result = run_command([*failing, *case_flags], project, **env)
 
     assert result.returncode != 0
     assert "Traceback" not in result.stderr

@@ -1,6 +1,7 @@
 """What a user sees while training and what they ship: read back with the real clients."""
 
 import json
+import shutil
 import socket
 import struct
 import subprocess
@@ -10,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import project_environment, read_metrics, run_command, train_command
@@ -91,7 +93,7 @@ def test_live_tensorboard_server_serves_the_scalars(tensorboard_run):
         (run,) = [name for name in tags if "loss/val" in tags[name]]
         assert {"loss/train", "accuracy/val", "lr/epoch"} <= tags[run].keys()
         points = get_json(f"{base}/scalars?run={run}&tag=loss/val", time.monotonic() + 10)
-        assert [step for _, step, _ in points] == [1, 2]
+        assert [step for _, step, _ in points] == [STEP_POINTS, 2 * STEP_POINTS]
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -171,6 +173,85 @@ def test_wandb_without_a_key_fails_in_one_line_before_writing(render, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_wandb_without_network_fails_in_one_line_before_writing(render, tmp_path):
+    """A server that accepts connections and never answers: what a dead proxy or firewall does."""
+    project = render(logger="wandb", **BASE)
+    with socket.socket() as silent_server:
+        silent_server.bind(("127.0.0.1", 0))
+        silent_server.listen()
+        url = f"http://127.0.0.1:{silent_server.getsockname()[1]}"
+        env = project_environment(
+            project, HOME=str(tmp_path), WANDB_API_KEY="0" * 40, WANDB_BASE_URL=url
+        )
+        env.pop("WANDB_MODE", None)
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", f"{SLUG}.train", "--output-dir", str(tmp_path / "runs")],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        seconds = time.monotonic() - started
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: wandb server {url} did not answer within 10 s (")
+    assert line.endswith("or set WANDB_MODE=offline to log locally and `wandb sync` later")
+    assert seconds < 40, f"{seconds:.0f} s"  # a bound, not a benchmark: wandb alone waits ~100 s
+    assert not (tmp_path / "runs").exists()
+
+
+def event_steps(events: EventAccumulator, tag: str) -> list[int]:
+    return [point.step for point in events.Scalars(tag)]
+
+
+def test_resumed_run_logs_each_step_once_and_continues_the_wandb_run(
+    render, preloaded_python, tmp_path
+):
+    """The run dies after logging epoch 2 but before its checkpoint lands (here: last.pt is put
+    back to epoch 1), then resumes: epoch 2 is trained again and must appear once, as retrained."""
+    project = render(logger="both", **BASE)
+
+    def train(*flags: str) -> Path:
+        return train_run(
+            project, preloaded_python, tmp_path, "--epochs", "3", *flags, WANDB_MODE="offline"
+        )
+
+    run_dir = train("--stop-after-epochs", "1")
+    shutil.copy(run_dir / "last.pt", tmp_path / "epoch1.pt")
+    train("--resume", "auto", "--stop-after-epochs", "1")
+    shutil.copy(tmp_path / "epoch1.pt", run_dir / "last.pt")
+    train("--resume", "auto")
+
+    records = read_metrics(run_dir)
+    assert [record["epoch"] for record in records] == [1, 2, 3]
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert event_steps(events, "loss/train") == [4, 8, 12]
+    assert event_steps(events, "loss/train_step") == [2, 4, 6, 8, 10, 12]
+    assert event_steps(events, "epoch") == [4, 8, 12]
+    logged = [point.value for point in events.Scalars("loss/train")]
+    assert logged == pytest.approx([record["train_loss"] for record in records], rel=1e-6)
+
+    run_files = sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(run_files) == 3
+    run_ids = {
+        record.run.run_id
+        for path in run_files
+        for record in wandb_records(path)
+        if record.HasField("run")
+    }
+    checkpoint = torch.load(run_dir / "last.pt", weights_only=True)
+    assert run_ids == {checkpoint["loggers"]["wandb_run_id"]}
+    history = [
+        items(record.history.item)
+        for record in wandb_records(run_files[-1])
+        if record.HasField("history")
+    ]
+    assert [row["epoch"] for row in history if "val_acc" in row] == [2, 3]
+
+
 def test_logger_none_still_records_every_metric(render, preloaded_python, tmp_path):
     project = render(logger="none", **BASE)
     run_dir = train_run(project, preloaded_python, tmp_path)
@@ -187,7 +268,7 @@ def test_logger_none_still_records_every_metric(render, preloaded_python, tmp_pa
 def test_evaluate_prints_and_saves_the_report(render, preloaded_python, tmp_path):
     project = render(logger="none", **BASE)
     run_dir = train_run(project, preloaded_python, tmp_path)
-    output = tmp_path / "report.json"
+    output = tmp_path / "reports" / "new" / "report.json"  # its folder is created
     command = [*preloaded_python, "-m", f"{SLUG}.evaluate", "--checkpoint"]
     command += [str(run_dir / "best.pt"), "--output", str(output)]
     result = run_command(command, project)

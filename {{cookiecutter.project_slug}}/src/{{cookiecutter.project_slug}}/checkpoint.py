@@ -100,7 +100,7 @@ def restore_rng_state(state: dict) -> None:
 def load_checkpoint(path: Path) -> dict:
     """Load a checkpoint of this project, or explain in one line why it cannot be used."""
     if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist: check the path or use --resume auto")
+        raise UserError(f"checkpoint {path} does not exist: pass a run folder's last.pt or best.pt")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any failure to unpickle means the file cannot be resumed from

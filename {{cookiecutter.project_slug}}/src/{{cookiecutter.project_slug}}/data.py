@@ -359,6 +359,12 @@ def cifar10_datasets(config: argparse.Namespace, augment: bool):
             f"CIFAR-10 not found or corrupted under {config.data_dir} ({error}): "
             "pass --download (needs network) or point --data-dir at an extracted copy"
         ) from None
+    except OSError as error:  # URLError included: no network, proxy or DNS failure
+        reason = getattr(error, "reason", None) or error
+        raise UserError(
+            f"could not download CIFAR-10 into {config.data_dir} ({reason}): check the network, "
+            "or fetch cifar-10-python.tar.gz elsewhere and extract it into --data-dir"
+        ) from None
     # CIFAR-10's official test batch serves as the validation split.
     return {"train": train, "val": val}, replace(spec, class_names=tuple(train.classes))
 

@@ -2,6 +2,7 @@
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -22,6 +23,20 @@ def user_message(error: UserError) -> str:
     if "Original Traceback" in text:
         return text.splitlines()[-1].split(": ", 1)[-1]
     return text
+
+
+def prepare_output_file(path: Path, example_name: str) -> None:
+    """Create the folder an --output file goes into; refuse a folder or a path inside a file."""
+    if path.is_dir():
+        raise UserError(
+            f"--output {path} is a folder: give a file path, e.g. {path / example_name}"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"cannot create the folder of --output {path} ({error.strerror}): pick another path"
+        ) from None
 
 
 def run_reporting_user_errors(entry_point: Callable[[], None]) -> int:

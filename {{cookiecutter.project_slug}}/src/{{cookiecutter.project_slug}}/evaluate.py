@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint, load_model_weights
-from .config import positive_int
+from .config import ConfigParser, positive_int
 from .data import DataSpec, all_images, build_datasets
 from .engine import evaluate
-from .errors import UserError, run_reporting_user_errors
+from .errors import UserError, prepare_output_file, run_reporting_user_errors
 from .image_folder import has_split_folders
 from .models import build_model
 
@@ -19,7 +19,7 @@ SPLITS = ("val", "test", "all")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ConfigParser(
         prog="evaluate", description="Loss, accuracy, per-class accuracy and confusion matrix."
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="last.pt or best.pt")
@@ -52,8 +52,9 @@ def split_dataset(splits: dict, split: str, config: argparse.Namespace):
     if split == "all":
         return all_images(splits)
     if split not in splits:
+        where = "" if config.data_dir is None else f" in {config.data_dir}"
         raise UserError(
-            f"{config.dataset} data in {config.data_dir} has no {split} split "
+            f"{config.dataset} data{where} has no {split} split "
             f"(it has {', '.join(sorted(splits))}): pass --split val or --split all"
         )
     return splits[split]
@@ -112,9 +113,14 @@ def format_report(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.output is not None:
+        prepare_output_file(args.output, "eval.json")
     report = evaluate_checkpoint(args)
     output = args.output or args.checkpoint.with_name(f"eval_{report['split']}.json")
-    output.write_text(json.dumps(report, indent=2))
+    try:
+        output.write_text(json.dumps(report, indent=2))
+    except OSError as error:
+        raise UserError(f"cannot write {output} ({error.strerror}): pass --output PATH") from None
     print(format_report(report))
     print(f"report written to {output}")
 

@@ -7,6 +7,7 @@ to use it (class names, input size, resize size, mean and std, as JSON values).
 import argparse
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,8 +18,9 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, load_model_weights
+from .config import ConfigParser
 from .data import DataSpec
-from .errors import UserError, run_reporting_user_errors
+from .errors import UserError, prepare_output_file, run_reporting_user_errors
 from .models import build_model
 
 # Largest absolute difference allowed between PyTorch and onnxruntime float32 logits.
@@ -82,20 +84,28 @@ def largest_difference(model: nn.Module, spec: DataSpec, path: Path) -> dict[int
 def export_and_verify(
     model: nn.Module, spec: DataSpec, path: Path, report: Callable[[str], None] = print
 ) -> None:
+    """Write `path` only once the export is verified: a failed export leaves the old file."""
     model = model.cpu().float().eval()
-    export_onnx(model, spec, path)
-    differences = largest_difference(model, spec, path)
+    partial = path.with_name(f"{path.name}.partial")
+    try:
+        export_onnx(model, spec, partial)
+        differences = largest_difference(model, spec, partial)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     figures = ", ".join(f"batch {size}: {diff:.2e}" for size, diff in differences.items())
     if max(differences.values()) > TOLERANCE:
+        partial.unlink()
         raise UserError(
             f"ONNX output of {path} differs from PyTorch by more than {TOLERANCE:g} ({figures}): "
             "the export is not faithful, check for unsupported operators"
         )
+    os.replace(partial, path)
     report(f"exported {path}; onnxruntime max |diff| vs PyTorch ({figures}) <= {TOLERANCE:g}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ConfigParser(
         prog="export", description="Export a checkpoint to ONNX and verify it in onnxruntime."
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="last.pt or best.pt")
@@ -104,11 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def export_checkpoint(checkpoint_path: Path, output: Path) -> None:
+    prepare_output_file(output, "model.onnx")
     checkpoint = load_checkpoint(checkpoint_path)
     spec = DataSpec.from_dict(checkpoint["data_spec"])
     model = build_model(checkpoint["config"]["model"], spec)
     load_model_weights(model, checkpoint, checkpoint_path)
-    output.parent.mkdir(parents=True, exist_ok=True)
     export_and_verify(model, spec, output)
 
 

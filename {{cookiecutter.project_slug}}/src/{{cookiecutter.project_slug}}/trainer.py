@@ -187,11 +187,7 @@ def start_and_fit(
         open_run_folder(config, run_dir, checkpoint is None, log)
     loggers = None
     if runtime.is_main:
-{%- if cookiecutter.logger == "none" %}
-        loggers = build_loggers(run_dir, training.progress.epoch)
-{%- else %}
-        loggers = build_loggers(config, run_dir, training.spec, training.progress.epoch)
-{%- endif %}
+        loggers = build_loggers(config, run_dir, training.spec, checkpoint)
     fit(config, runtime, training, run_dir, loggers, stop, log)
 
 
@@ -302,7 +298,12 @@ def resume(training: Training, checkpoint: dict, path: Path, runtime: Runtime, l
     )
 
 
-def checkpoint_payload(training: Training, config: argparse.Namespace, rank_states: dict) -> dict:
+def checkpoint_payload(
+    training: Training,
+    config: argparse.Namespace,
+    rank_states: dict,
+    loggers: ExperimentLoggers,
+) -> dict:
     """The whole run state; `rank_states` holds every rank's "rng" and "partial_sums" lists."""
     optimisation = training.optimisation
     return {
@@ -321,6 +322,7 @@ def checkpoint_payload(training: Training, config: argparse.Namespace, rank_stat
         **rank_states,
         "config": config_to_dict(config),
         "data_spec": training.spec.to_dict(),
+        "loggers": loggers.state_dict(),
     }
 
 
@@ -357,7 +359,7 @@ def fit(
     model = wrap_for_devices(training.model, config, runtime, log)
     progress = training.progress
 {%- if cookiecutter.logger != "none" %}
-    if runtime.is_main and progress.epoch == 0:
+    if runtime.is_main and progress.global_step == 0:
         loggers.log_start(training.model, sample_training_batch(training.train_loader))
 {%- endif %}
     started = time.perf_counter()
@@ -383,7 +385,7 @@ def fit(
 {%- endif %}
         )
         if train_stats is None:
-            save_where_it_stopped(config, runtime, training, run_dir, stop, log)
+            save_where_it_stopped(config, runtime, training, run_dir, loggers, stop, log)
 {%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
         broadcast_buffers(training.model)
 {%- endif %}
@@ -404,9 +406,10 @@ def fit(
         record = epoch_record(progress, train_stats, val_stats, training)
         rank_states = gather_rank_states(progress)
         if runtime.is_main:
-            loggers.log_validation(progress.epoch, val_stats)
+            loggers.log_validation(val_stats, progress.global_step)
             loggers.log_epoch(record, progress.global_step, training.model)
-            save_checkpoints(checkpoint_payload(training, config, rank_states), run_dir, improved)
+            payload = checkpoint_payload(training, config, rank_states, loggers)
+            save_checkpoints(payload, run_dir, improved)
             log.info(epoch_line(record, config.epochs))
 {%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
         if broadcast_flag(training.stopper.should_stop):
@@ -465,6 +468,7 @@ def save_where_it_stopped(
     runtime: Runtime,
     training: Training,
     run_dir: Path,
+    loggers: ExperimentLoggers | None,
     stop: StopRequest,
     log,
 ) -> None:
@@ -472,7 +476,8 @@ def save_where_it_stopped(
     rank_states = gather_rank_states(training.progress)
     progress = training.progress
     if runtime.is_main:
-        atomic_save(checkpoint_payload(training, config, rank_states), run_dir / "last.pt")
+        payload = checkpoint_payload(training, config, rank_states, loggers)
+        atomic_save(payload, run_dir / "last.pt")
         log.info(
             "stopped at epoch %d, step %d (%s): continue with --resume auto",
             progress.epoch + 1,

@@ -1,16 +1,12 @@
 """Where metrics go: train.log and metrics.jsonl always, plus the chosen experiment trackers."""
 
-{% if cookiecutter.logger != "none" -%}
 import argparse
-{% endif -%}
 import logging
 import sys
 from logging.handlers import MemoryHandler
 from pathlib import Path
 
-{% if cookiecutter.logger != "none" -%}
 from ..data import DataSpec
-{% endif -%}
 from .base import ExperimentLoggers
 from .metrics_file import MetricsFile
 {% if cookiecutter.logger in ["tensorboard", "both"] -%}
@@ -71,21 +67,18 @@ def formatted(handler: logging.Handler) -> logging.Handler:
     return handler
 
 
-{% if cookiecutter.logger == "none" -%}
-def build_loggers(run_dir: Path, completed_epochs: int) -> ExperimentLoggers:
-    return ExperimentLoggers([MetricsFile(run_dir / "metrics.jsonl", completed_epochs)])
-{% else -%}
 def build_loggers(
-    config: argparse.Namespace, run_dir: Path, spec: DataSpec, completed_epochs: int
+    config: argparse.Namespace, run_dir: Path, spec: DataSpec, resumed: dict | None
 ) -> ExperimentLoggers:
+    """The run's loggers; `resumed` is the checkpoint the run continues (None: a new run)."""
+    completed_epochs = 0 if resumed is None else resumed["epoch"]
     loggers = [
         MetricsFile(run_dir / "metrics.jsonl", completed_epochs),
 {%- if cookiecutter.logger in ["tensorboard", "both"] %}
-        TensorBoardLogger(run_dir / "tensorboard", config, spec),
+        TensorBoardLogger(run_dir / "tensorboard", config, spec, resumed),
 {%- endif %}
 {%- if cookiecutter.logger in ["wandb", "both"] %}
-        WandbLogger(run_dir, config, spec),
+        WandbLogger(run_dir, config, spec, resumed),
 {%- endif %}
     ]
     return ExperimentLoggers(loggers)
-{% endif -%}

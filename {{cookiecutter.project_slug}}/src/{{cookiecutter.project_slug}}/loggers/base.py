@@ -13,7 +13,7 @@ class RunLogger:
     def log_step(self, values: dict, step: int) -> None:
         """Every --log-every optimizer updates: running train loss/accuracy and LR."""
 
-    def log_validation(self, epoch: int, results: dict) -> None:
+    def log_validation(self, results: dict, step: int) -> None:
         """After each validation: confusion matrix and, when kept, class probabilities."""
 
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
@@ -21,6 +21,10 @@ class RunLogger:
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:
         """At the end of training: the best values and the best checkpoint."""
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue this logger's record; kept in checkpoints."""
+        return {}
 
 
 class ExperimentLoggers(RunLogger):
@@ -37,9 +41,9 @@ class ExperimentLoggers(RunLogger):
         for logger in self.loggers:
             logger.log_step(values, step)
 
-    def log_validation(self, epoch: int, results: dict) -> None:
+    def log_validation(self, results: dict, step: int) -> None:
         for logger in self.loggers:
-            logger.log_validation(epoch, results)
+            logger.log_validation(results, step)
 
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         for logger in self.loggers:
@@ -48,3 +52,6 @@ class ExperimentLoggers(RunLogger):
     def finish(self, summary: dict, best_checkpoint: Path) -> None:
         for logger in self.loggers:
             logger.finish(summary, best_checkpoint)
+
+    def state_dict(self) -> dict:
+        return {key: value for logger in self.loggers for key, value in logger.state_dict().items()}

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 
 HPARAM_KEYS = ("dataset", "model", "init", "optimizer", "lr", "batch_size", "epochs", "scheduler")
 EPOCH_SCALARS = {
+    "epoch": "epoch",
     "train_loss": "loss/train",
     "val_loss": "loss/val",
     "train_acc": "accuracy/train",
@@ -31,8 +32,15 @@ EPOCH_SCALARS = {
 
 
 class TensorBoardLogger(RunLogger):
-    def __init__(self, log_dir: Path, config: argparse.Namespace, spec: DataSpec) -> None:
-        self.writer = SummaryWriter(log_dir)
+    """Every point is plotted against the optimizer step, so that one purge_step serves all."""
+
+    def __init__(
+        self, log_dir: Path, config: argparse.Namespace, spec: DataSpec, resumed: dict | None
+    ) -> None:
+        # Points written after the resumed checkpoint (by a run that then died) are dropped
+        # when TensorBoard reads the folder, so a resumed run draws each step once.
+        purge_step = None if resumed is None else resumed["global_step"] + 1
+        self.writer = SummaryWriter(log_dir, purge_step=purge_step)
         self.config = config
         self.class_names = spec.class_names
 
@@ -49,21 +57,21 @@ class TensorBoardLogger(RunLogger):
         self.writer.add_scalar("loss/train_step", values["train_loss"], step)
         self.writer.add_scalar("lr/step", values["lr"], step)
 
-    def log_validation(self, epoch: int, results: dict) -> None:
+    def log_validation(self, results: dict, step: int) -> None:
         figure = confusion_figure(results["confusion_matrix"], self.class_names)
-        self.writer.add_figure("val/confusion_matrix", figure, epoch)
+        self.writer.add_figure("val/confusion_matrix", figure, step)
         probabilities, targets = results["probabilities"], results["targets"]
         for index, name in enumerate(self.class_names):
-            self.writer.add_pr_curve(f"pr/{name}", targets == index, probabilities[:, index], epoch)
+            self.writer.add_pr_curve(f"pr/{name}", targets == index, probabilities[:, index], step)
 
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         for key, tag in EPOCH_SCALARS.items():
             if key in record:
-                self.writer.add_scalar(tag, record[key], record["epoch"])
+                self.writer.add_scalar(tag, record[key], step)
         every = self.config.histogram_every
         if every and record["epoch"] % every == 0:
             for name, parameter in model.named_parameters():
-                self.writer.add_histogram(f"weights/{name}", parameter, record["epoch"])
+                self.writer.add_histogram(f"weights/{name}", parameter, step)
         self.writer.flush()
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:

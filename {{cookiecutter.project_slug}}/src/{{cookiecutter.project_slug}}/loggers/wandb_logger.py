@@ -1,8 +1,14 @@
-"""Weights & Biases: config, metrics by step, best values in the summary, best checkpoint."""
+"""Weights & Biases: config, metrics by step, best values in the summary, best checkpoint.
+
+A resumed run continues the same wandb run: its id is kept in the checkpoints. Without a
+network, online mode fails in one line within SERVER_TIMEOUT_SECONDS instead of hanging.
+"""
 
 import argparse
 import netrc
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import torch
@@ -16,16 +22,33 @@ from ..errors import UserError
 from .base import RunLogger
 
 OFFLINE_MODES = ("offline", "disabled", "dryrun")
+SERVER_TIMEOUT_SECONDS = 10
+OFFLINE_HINT = "or set WANDB_MODE=offline to log locally and `wandb sync` later"
 
 
 def check_wandb_can_log() -> None:
-    """Fail before anything is written when wandb would need an API key it does not have."""
-    mode = os.environ.get("WANDB_MODE", "online")
-    if mode not in OFFLINE_MODES and not has_wandb_credentials():
+    """Fail before anything is written when online wandb lacks an API key or its server."""
+    if os.environ.get("WANDB_MODE", "online") in OFFLINE_MODES:
+        return
+    if not has_wandb_credentials():
         raise UserError(
-            "wandb has no API key: run `wandb login` or set WANDB_API_KEY, "
-            "or set WANDB_MODE=offline to log locally and `wandb sync` later"
+            f"wandb has no API key: run `wandb login` or set WANDB_API_KEY, {OFFLINE_HINT}"
         )
+    check_server_answers(wandb.setup().settings.base_url)
+
+
+def check_server_answers(url: str) -> None:
+    """Any HTTP answer will do; wandb itself would retry for minutes before giving up."""
+    try:
+        urllib.request.urlopen(url, timeout=SERVER_TIMEOUT_SECONDS).close()
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise UserError(
+            f"wandb server {url} did not answer within {SERVER_TIMEOUT_SECONDS} s ({reason}): "
+            f"check the network or WANDB_BASE_URL, {OFFLINE_HINT}"
+        ) from None
 
 
 def has_wandb_credentials() -> bool:
@@ -39,16 +62,24 @@ def has_wandb_credentials() -> bool:
 
 
 class WandbLogger(RunLogger):
-    def __init__(self, run_dir: Path, config: argparse.Namespace, spec: DataSpec) -> None:
-        check_wandb_can_log()
-        self.run = wandb.init(
-            project=config.wandb_project,
-            entity=config.wandb_entity,
-            name=config.name,
-            dir=run_dir,
-            config={**config_to_dict(config), "classes": list(spec.class_names)},
-            mode=os.environ.get("WANDB_MODE", "online"),
-        )
+    def __init__(
+        self, run_dir: Path, config: argparse.Namespace, spec: DataSpec, resumed: dict | None
+    ) -> None:
+        saved = {} if resumed is None else resumed.get("loggers", {})
+        try:
+            self.run = wandb.init(
+                project=config.wandb_project,
+                entity=config.wandb_entity,
+                name=config.name,
+                id=saved.get("wandb_run_id"),
+                resume="allow",
+                dir=run_dir,
+                config={**config_to_dict(config), "classes": list(spec.class_names)},
+                mode=os.environ.get("WANDB_MODE", "online"),
+            )
+        except wandb.errors.Error as error:
+            reason = str(error).splitlines()[0]
+            raise UserError(f"wandb could not start the run ({reason}): {OFFLINE_HINT}") from None
         self.run.define_metric("val_acc", summary="max")
         self.run.define_metric("val_loss", summary="min")
 
@@ -70,3 +101,6 @@ class WandbLogger(RunLogger):
             artifact.add_file(str(best_checkpoint))
             self.run.log_artifact(artifact)
         self.run.finish()
+
+    def state_dict(self) -> dict:
+        return {"wandb_run_id": self.run.id}
