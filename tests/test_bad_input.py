@@ -305,6 +305,10 @@ def output_folder(root: Path, train) -> list[str]:
     return with_checkpoint("--output", "ROOT/reports")(root, train)
 
 
+def output_onto_the_checkpoint(root: Path, train) -> list[str]:
+    return with_checkpoint("--output", "ROOT/runs/a/best.pt")(root, train)
+
+
 def output_inside_a_file(root: Path, train) -> list[str]:
     (root / "notes.txt").write_text("not a folder")
     return with_checkpoint("--output", "ROOT/notes.txt/out")(root, train)
@@ -349,6 +353,7 @@ SHARED_CHECKPOINT_CASES = {
     ),
     "--output onto a folder": (output_folder, "is a folder: give a file path"),
     "--output inside a file": (output_inside_a_file, "cannot create the folder of --output"),
+    "--output onto the checkpoint": (output_onto_the_checkpoint, "is the checkpoint itself"),
 }
 EVALUATE_CASES = {
     **SHARED_CHECKPOINT_CASES,

@@ -251,6 +251,11 @@ def test_resumed_run_logs_each_step_once_and_continues_the_wandb_run(
     ]
     assert [row["epoch"] for row in history if "val_acc" in row] == [2, 3]
 
+    train("--epochs", "4", "--resume", str(run_dir / "last.pt"), "--name", "branch")
+    (branch_file,) = (tmp_path / "branch" / "wandb").glob("offline-run-*/run-*.wandb")
+    branch_runs = [record.run for record in wandb_records(branch_file) if record.HasField("run")]
+    assert branch_runs[0].run_id not in run_ids  # a branch is a wandb run of its own
+
 
 def test_logger_none_still_records_every_metric(render, preloaded_python, tmp_path):
     project = render(logger="none", **BASE)

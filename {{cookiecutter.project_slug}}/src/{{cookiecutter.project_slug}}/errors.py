@@ -25,8 +25,11 @@ def user_message(error: UserError) -> str:
     return text
 
 
-def prepare_output_file(path: Path, example_name: str) -> None:
-    """Create the folder an --output file goes into; refuse a folder or a path inside a file."""
+def prepare_output_file(path: Path, example_name: str, checkpoint: Path) -> None:
+    """Create the folder an --output file goes into; refuse a folder, a path inside a file and
+    the checkpoint being read."""
+    if path.exists() and path.resolve() == checkpoint.resolve():
+        raise UserError(f"--output {path} is the checkpoint itself: give another file path")
     if path.is_dir():
         raise UserError(
             f"--output {path} is a folder: give a file path, e.g. {path / example_name}"

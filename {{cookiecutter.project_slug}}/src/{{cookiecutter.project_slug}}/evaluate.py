@@ -114,7 +114,7 @@ def format_report(report: dict) -> str:
 
 def run(args: argparse.Namespace) -> None:
     if args.output is not None:
-        prepare_output_file(args.output, "eval.json")
+        prepare_output_file(args.output, "eval.json", args.checkpoint)
     report = evaluate_checkpoint(args)
     output = args.output or args.checkpoint.with_name(f"eval_{report['split']}.json")
     try:

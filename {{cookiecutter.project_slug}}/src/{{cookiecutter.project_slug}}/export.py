@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def export_checkpoint(checkpoint_path: Path, output: Path) -> None:
-    prepare_output_file(output, "model.onnx")
+    prepare_output_file(output, "model.onnx", checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
     spec = DataSpec.from_dict(checkpoint["data_spec"])
     model = build_model(checkpoint["config"]["model"], spec)

@@ -36,7 +36,7 @@ def resume_source(run_dir: Path, resume: str | None) -> Path | None:
             raise UserError(
                 f"checkpoint {source} does not exist: check the path or use --resume auto"
             )
-        if last.exists() and source.resolve() == last.resolve():
+        if continues_in_place(run_dir, source):
             return source
         refuse_if_it_holds_a_run(
             run_dir, f"holds another run than {source}'s: pass --name NEW to continue it there"
@@ -46,6 +46,12 @@ def resume_source(run_dir: Path, resume: str | None) -> Path | None:
         run_dir, "already holds a run: pass --resume auto to continue it or --name NEW"
     )
     return None
+
+
+def continues_in_place(run_dir: Path, checkpoint: Path | None) -> bool:
+    """Whether `checkpoint` is the run folder's own last.pt (not a branch from another run)."""
+    last = run_dir / "last.pt"
+    return checkpoint is not None and last.exists() and checkpoint.resolve() == last.resolve()
 
 
 def refuse_if_it_holds_a_run(run_dir: Path, problem: str) -> None:

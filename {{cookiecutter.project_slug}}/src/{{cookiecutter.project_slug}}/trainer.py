@@ -65,7 +65,7 @@ from .loggers.wandb_logger import check_wandb_can_log
 from .models import build_model, initialise_weights
 from .optim import build_optimizer, build_scheduler
 from .preemption import StopRequest, stop_requests
-from .run_folder import owned, resume_source
+from .run_folder import continues_in_place, owned, resume_source
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,9 @@ def start_and_fit(
         open_run_folder(config, run_dir, checkpoint is None, log)
     loggers = None
     if runtime.is_main:
-        loggers = build_loggers(config, run_dir, training.spec, checkpoint)
+        # A run branched from another run's checkpoint gets trackers of its own.
+        continued = checkpoint if continues_in_place(run_dir, resume_from) else None
+        loggers = build_loggers(config, run_dir, training.spec, continued)
     fit(config, runtime, training, run_dir, loggers, stop, log)
 
 
