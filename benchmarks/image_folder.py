@@ -42,7 +42,7 @@ from torchvision import datasets
 from torchvision.datasets.folder import default_loader
 
 SCRATCH = ROOT / ".scratch" / "benchmarks" / "image-folder"
-PROJECT_MODULES = ("config", "data", "engine", "image_files", "image_folder", "trainer")
+PROJECT_MODULES = ("config", "data", "engine", "image_files", "image_folder", "runtime", "trainer")
 sys.path.insert(0, str(ROOT / "tests"))
 from photos import build_photo_folder  # noqa: E402  (tests/ is not a package)
 
@@ -423,15 +423,17 @@ def training_rates(
     project: dict, folder: Path, model: str, image_size: int, epochs: int, cap: int | None
 ) -> list[float]:
     """samples/s that the generated train_one_epoch reports, for `epochs` epochs after a warm-up."""
-    trainer, workers = project["trainer"], project["data"].default_num_workers("image_folder", 1)
+    runtime = project["runtime"]
+    workers = project["data"].default_num_workers("image_folder", 1)
     argv = ["--dataset", "image_folder", "--data-dir", str(folder), "--model", model]
     argv += ["--image-size", str(image_size), "--num-workers", str(workers)]
     argv += ["--device", "cpu", "--output-dir", str(SCRATCH / "runs")]
     config = project["config"].parse_config(argv)
-    trainer.seed_everything(config.seed, config.deterministic)
+    runtime.seed_everything(config.seed, config.deterministic)
     quiet = logging.getLogger("benchmark")
     quiet.setLevel(logging.WARNING)
-    training = trainer.build_training(config, trainer.Runtime(torch.device("cpu")), quiet)
+    cpu = runtime.Runtime(torch.device("cpu"))
+    training = project["trainer"].build_training(config, cpu, quiet)
     loader = training.train_loader if cap is None else FirstBatches(training.train_loader, cap)
     rates = []
     for epoch in range(epochs + 1):
@@ -441,7 +443,7 @@ def training_rates(
             loader,
             training.optimisation,
             training.progress,
-            torch.device("cpu"),
+            cpu,
             config.log_every,
             lambda values, step: None,
             show_progress=False,

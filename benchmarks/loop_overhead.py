@@ -30,7 +30,7 @@ from rendered_project import ROOT, import_project, render_project
 from torch import nn
 
 SCRATCH = ROOT / ".scratch" / "benchmarks"
-PROJECT_MODULES = ("config", "engine", "loggers", "optim", "trainer")
+PROJECT_MODULES = ("config", "engine", "features", "loggers", "optim", "runtime", "trainer")
 
 # Each case is the generated project's own command line; 640 fake samples leave 512 for training.
 CASES = {
@@ -68,14 +68,15 @@ class CachedBatches(list):
 
 def build_case(name: str, project: dict, epochs: int, cached: bool) -> Case:
     """Data, model, optimizer and schedule exactly as the generated trainer builds them."""
-    trainer = project["trainer"]
+    runtime = project["runtime"]
     run_dir = SCRATCH / "runs"
     argv = [*CASES[name], "--device", "cpu", "--epochs", str(epochs), "--output-dir", str(run_dir)]
     config = project["config"].parse_config(argv)
-    trainer.seed_everything(config.seed, config.deterministic)
+    runtime.seed_everything(config.seed, config.deterministic)
     quiet = logging.getLogger("benchmark")
     quiet.setLevel(logging.WARNING)
-    training = trainer.build_training(config, trainer.Runtime(torch.device("cpu")), quiet)
+    cpu = runtime.Runtime(torch.device("cpu"))
+    training = project["trainer"].build_training(config, cpu, quiet)
     if cached:
         training.train_loader = CachedBatches(list(training.train_loader) * CACHED_PASSES)
     batches = len(training.train_loader)  # the training loader drops the last partial batch
@@ -87,7 +88,9 @@ def generated_loop(case: Case) -> Callable[[], None]:
     engine, training = case.project["engine"], case.training
     run_dir = SCRATCH / "runs" / f"generated-{case.name}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    loggers = case.project["loggers"].build_loggers(case.config, run_dir, training.spec, 0)
+    case.project["features"].load_implementations()  # registers the chosen loggers
+    loggers = case.project["loggers"].build_loggers(case.config, run_dir, training.spec, None)
+    cpu = case.project["runtime"].Runtime(torch.device("cpu"))
 
     def run_epoch() -> None:
         training.train_loader.sampler.set_epoch(training.progress.epoch)
@@ -96,7 +99,7 @@ def generated_loop(case: Case) -> Callable[[], None]:
             training.train_loader,
             training.optimisation,
             training.progress,
-            torch.device("cpu"),
+            cpu,
             case.config.log_every,
             loggers.log_step,
             show_progress=True,  # a run on a terminal shows its bar unless --no-progress

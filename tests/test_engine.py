@@ -66,7 +66,7 @@ def test_stopped_and_resumed_run_is_bit_identical(render, preloaded_python, tmp_
     checkpoint = torch.load(resumed / "last.pt", weights_only=True)
     assert len(checkpoint["rng"]) == processes  # every rank's RNG streams are saved
     if "float16" in flags:
-        assert checkpoint["scaler"]["scale"] > 0
+        assert checkpoint["precision"]["scale"] > 0
 
 
 # --monitor-metric is --monitor's spelling for torchrun, whose parser would read --monitor as an

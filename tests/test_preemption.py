@@ -79,7 +79,7 @@ def test_signal_saves_mid_epoch_and_resume_is_exact(render, preloaded_python, tm
     assert stopped["batches_done"] > 0  # inside an epoch
     resumed = run_command([*command, "--name", "cut", "--resume", "auto"], project)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"and {stopped['batches_done']} batches" in resumed.stderr
+    assert f"after {stopped['batches_done']} batches" in resumed.stderr
 
     assert_same_run(tmp_path / "straight", tmp_path / "cut")
 

@@ -14,7 +14,7 @@ def test_float16_checkpoints_the_grad_scaler(train):
     checkpoint = load_checkpoint(
         train("--amp", "--amp-dtype", "float16", "--device", "cpu") / "last.pt"
     )
-    assert checkpoint["scaler"]["scale"] > 0
+    assert checkpoint["precision"]["scale"] > 0
 
 
 @pytest.mark.gpu
@@ -22,5 +22,5 @@ def test_float16_with_grad_scaler_on_cuda(train):
     checkpoint = load_checkpoint(
         train("--amp", "--amp-dtype", "float16", "--device", "cuda") / "last.pt"
     )
-    assert checkpoint["scaler"]["_growth_tracker"] >= 0
+    assert checkpoint["precision"]["_growth_tracker"] >= 0
     assert torch.isfinite(torch.tensor(checkpoint["best_metric"]))

@@ -5,7 +5,8 @@ import torch
 from conftest import QUICK
 from {{ cookiecutter.project_slug }}.config import parse_config
 from {{ cookiecutter.project_slug }}.engine import Progress, train_one_epoch
-from {{ cookiecutter.project_slug }}.trainer import Runtime, build_training
+from {{ cookiecutter.project_slug }}.runtime import Runtime
+from {{ cookiecutter.project_slug }}.trainer import build_training
 
 PLAIN_SGD = ["--optimizer", "sgd", "--momentum", "0", "--weight-decay", "0", "--lr", "0.1"]
 PLAIN_SGD += ["--scheduler", "constant", "--accum-steps", "2"]
@@ -26,7 +27,8 @@ def weights_after(*epochs: tuple[list, int]) -> dict:
     """Train one epoch per (batches, accum_steps) from the same start; return the weights."""
     config = parse_config([*QUICK, *PLAIN_SGD])
     torch.manual_seed(0)
-    training = build_training(config, Runtime(torch.device("cpu")), logging.getLogger("test"))
+    runtime = Runtime(torch.device("cpu"))
+    training = build_training(config, runtime, logging.getLogger("test"))
     torch.manual_seed(1)
     for loader, accum_steps in epochs:
         training.optimisation.accum_steps = accum_steps
@@ -35,7 +37,7 @@ def weights_after(*epochs: tuple[list, int]) -> dict:
             loader,
             training.optimisation,
             Progress(),
-            torch.device("cpu"),
+            runtime,
             log_every=100,
             log_step=lambda values, step: None,
             show_progress=False,

@@ -1,5 +1,6 @@
 """Atomic checkpoints that load with torch.load(weights_only=True) and resume exactly."""
 
+import argparse
 import os
 import random
 import time
@@ -9,7 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import config_to_dict
+from .data import image_size_of
+from .engine import Training
 from .errors import UserError
+from .runtime import Runtime
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # Fault-injection tests set this to a file path: a save then creates the file and waits, with
@@ -65,6 +70,90 @@ def unwrap(model: nn.Module) -> nn.Module:
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
         model = getattr(model, "module", None) or model._orig_mod
     return model
+
+
+def save_run_state(
+    training: Training,
+    config: argparse.Namespace,
+    runtime: Runtime,
+    logger_state: dict,
+    paths: list[Path],
+) -> None:
+    """Save the whole run state to each of `paths`: called by every rank, which contributes
+    its RNG streams and unfinished-epoch sums; rank 0 writes. restore_run_state reads it."""
+    progress, optimisation = training.progress, training.optimisation
+    rank_states = runtime.gather((capture_rng_state(), progress.partial_sums))
+    if not runtime.is_main:
+        return
+    state = {
+        "model": unwrap(training.model).state_dict(),
+        "optimizer": optimisation.optimizer.state_dict(),
+        "scheduler": scheduler_position(optimisation.scheduler),
+        "precision": optimisation.precision.state_dict(),
+        "epoch": progress.epoch,
+        "global_step": progress.global_step,
+        "batches_done": progress.batches_done,
+        "partial_sums": [partial_sums for _, partial_sums in rank_states],
+        "rng": [rng for rng, _ in rank_states],
+        "early_stopping": training.stopper.state_dict(),
+        "monitor": config.monitor,
+        "best_metric": training.stopper.best,
+        "loggers": logger_state,
+        "config": config_to_dict(config),
+        "data_spec": training.spec.to_dict(),
+    }
+    for path in paths:
+        atomic_save(state, path)
+
+
+def load_resumable(path: Path, config: argparse.Namespace) -> dict:
+    """The run state to resume from, refused before any data is read if it cannot fit."""
+    state = load_checkpoint(path)
+    saved = state["config"]
+    differences = [
+        f"--{flag.replace('_', '-')} {saved.get(flag)}"
+        for flag in ("dataset", "model", "optimizer")
+        if saved.get(flag) != getattr(config, flag)
+    ]
+    saved_size = state["data_spec"]["image_size"]
+    if saved_size != image_size_of(config):
+        differences.append(f"--image-size {saved_size}")
+    if differences:
+        raise UserError(
+            f"checkpoint {path} was trained with {', '.join(differences)}: resume with the same "
+            "flags, or start a new --name without --resume"
+        )
+    return state
+
+
+def restore_run_state(training: Training, state: dict, path: Path, rank: int) -> None:
+    """Put a run back where save_run_state left it, this rank's RNG streams included."""
+    saved_classes = len(state["data_spec"]["class_names"])
+    if saved_classes != training.spec.num_classes:
+        raise UserError(
+            f"checkpoint {path} is a {state['config']['model']} for {saved_classes} classes, "
+            f"but this data has {training.spec.num_classes}: resume with the data it was "
+            "trained on, or start a new --name without --resume"
+        )
+    load_model_weights(training.model, state, path)
+    optimisation = training.optimisation
+    optimisation.optimizer.load_state_dict(state["optimizer"])
+    optimisation.scheduler.load_state_dict(state["scheduler"])
+    optimisation.precision.load_state_dict(state["precision"])
+    progress = training.progress
+    progress.epoch = state["epoch"]
+    progress.global_step = state["global_step"]
+    progress.batches_done = state["batches_done"]
+    progress.partial_sums = state["partial_sums"][rank % len(state["partial_sums"])]
+    restore_rng_state(state["rng"][rank % len(state["rng"])])
+    training.stopper.load_state_dict(state["early_stopping"])
+
+
+def scheduler_position(scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict:
+    """The scheduler's position only: its schedule is rebuilt from the config on resume."""
+    state = scheduler.state_dict()
+    state["lr_lambdas"] = [None] * len(state["lr_lambdas"])
+    return state
 
 
 def capture_rng_state() -> dict:
@@ -123,7 +212,8 @@ def load_model_weights(model: nn.Module, checkpoint: dict, path: Path) -> None:
         unwrap(model).load_state_dict(strip_wrapper_prefixes(checkpoint["model"]))
     except RuntimeError:
         raise UserError(
-            f"checkpoint {path} holds a {saved.get('model')} with {checkpoint.get('num_classes')} "
+            f"checkpoint {path} holds a {saved.get('model')} with "
+            f"{len(checkpoint['data_spec']['class_names'])} "
             f"classes on {saved.get('dataset')}, which does not fit this model: pass the same "
             "--model and --dataset as the run that wrote it"
         ) from None

@@ -5,14 +5,27 @@ This module imports no torch, so `--help` and mistakes in flags are answered ins
 
 import argparse
 from pathlib import Path
-from typing import NoReturn
 
 import yaml
 
+from .features import FEATURES
+from .flags import (
+    ConfigParser,
+    DefaultsHelpFormatter,
+    class_count,
+    crop_ratio,
+    fraction,
+    image_size,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_name,
+    smoothing,
+)
+
 DATASETS = ("digits", "image_folder", "cifar10", "fake")
 MODELS = ("simple_cnn", "mlp", "resnet18")
-# Every model's stem and pooling needs at least this many pixels per side.
-MIN_IMAGE_SIZE = 8
 INIT_SCHEMES = (
     "default",
     "kaiming_normal",
@@ -22,102 +35,6 @@ INIT_SCHEMES = (
     "orthogonal",
     "normal",
 )
-
-
-class ConfigParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line naming the problem and the fix."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
-class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each flag's default, except where there is none or the help already names it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        help_text = action.help or ""
-        if action.default is None or action.default is False or "(default:" in help_text:
-            return help_text
-        return super()._get_help_string(action)
-
-
-def positive_int(text: str) -> int:
-    value = _number(text, int, "a whole number")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = _number(text, int, "a whole number")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _number(text, float, "a number")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = _number(text, float, "a number")
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be zero or a positive finite number, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    value = _number(text, float, "a number")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
-    return value
-
-
-def image_size(text: str) -> int:
-    value = _number(text, int, "a whole number")
-    if value < MIN_IMAGE_SIZE:
-        raise argparse.ArgumentTypeError(f"must be at least {MIN_IMAGE_SIZE} pixels, got {text}")
-    return value
-
-
-def class_count(text: str) -> int:
-    value = _number(text, int, "a whole number")
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (a classifier needs two), got {text}")
-    return value
-
-
-def smoothing(text: str) -> float:
-    value = _number(text, float, "a number")
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
-    return value
-
-
-def run_name(text: str) -> str:
-    """A plain folder name: the run folder always lies directly under --output-dir."""
-    if not text.strip() or text in (".", "..") or "/" in text or "\\" in text:
-        raise argparse.ArgumentTypeError(
-            f"must be a plain folder name (no '/', '\\', '.' or '..'), got {text!r}"
-        )
-    return text
-
-
-def crop_ratio(text: str) -> float:
-    value = _number(text, float, "a number")
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text}")
-    return value
-
-
-def _number(text: str, kind: type, description: str):
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be {description}, got {text!r}") from None
 
 
 def build_parser() -> ConfigParser:
@@ -265,19 +182,6 @@ def build_parser() -> ConfigParser:
         "--deterministic", action="store_true", help="deterministic algorithms (bit-exact reruns)"
     )
     runtime.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-{%- if cookiecutter.mixed_precision == "yes" %}
-    runtime.add_argument("--amp", action="store_true", help="automatic mixed precision")
-    runtime.add_argument(
-        "--amp-dtype",
-        choices=("bfloat16", "float16"),
-        help="autocast dtype with --amp (default: bfloat16); float16 adds a GradScaler",
-    )
-{%- endif %}
-{%- if cookiecutter.multi_gpu in ["dp", "both"] %}
-    runtime.add_argument(
-        "--dp", action="store_true", help="nn.DataParallel over all visible GPUs (single process)"
-    )
-{%- endif %}
 
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -295,23 +199,8 @@ def build_parser() -> ConfigParser:
         "--log-every", type=positive_int, default=20, help="optimizer updates between log lines"
     )
     output.add_argument("--no-progress", action="store_true", help="hide progress bars")
-{%- if cookiecutter.logger in ["tensorboard", "both"] %}
-    output.add_argument(
-        "--histogram-every",
-        type=non_negative_int,
-        default=0,
-        help="TensorBoard weight histograms every N epochs (0: off)",
-    )
-{%- endif %}
-{%- if cookiecutter.logger in ["wandb", "both"] %}
-    output.add_argument("--wandb-project", help="wandb project (default: $WANDB_PROJECT)")
-    output.add_argument("--wandb-entity", help="wandb entity (default: $WANDB_ENTITY)")
-{%- endif %}
-{%- if cookiecutter.onnx_export == "yes" %}
-    output.add_argument(
-        "--export-onnx", action="store_true", help="write and verify model.onnx after training"
-    )
-{%- endif %}
+    for feature in FEATURES:
+        feature.add_flags(parser)
     return parser
 
 
@@ -412,12 +301,8 @@ def check_combinations(parser: ConfigParser, config: argparse.Namespace) -> None
         parser.error(f"--device must be auto, cpu, cuda or cuda:N, got {config.device!r}")
     if config.min_lr > config.lr:
         parser.error(f"--min-lr {config.min_lr:g} is above --lr {config.lr:g}: lower --min-lr")
-{%- if cookiecutter.mixed_precision == "yes" %}
-    if config.amp_dtype is not None and not config.amp:
-        parser.error("--amp-dtype has no effect without --amp: add --amp or drop --amp-dtype")
-    if config.amp_dtype is None:
-        config.amp_dtype = "bfloat16"
-{%- endif %}
+    for feature in FEATURES:
+        feature.check(config, parser)
 
 
 def config_to_dict(config: argparse.Namespace) -> dict:

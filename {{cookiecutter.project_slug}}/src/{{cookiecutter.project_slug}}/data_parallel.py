@@ -1,20 +1,36 @@
-"""The --dp switch: single-process nn.DataParallel over every visible GPU."""
+"""--dp: single-process nn.DataParallel over every visible GPU."""
 
+import argparse
 import logging
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .runtime import Runtime, TrainFunction, register_launcher, resolve_device
 
-def wrap_data_parallel(model: nn.Module, device: torch.device, log: logging.Logger) -> nn.Module:
-    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
-    if gpus < 2:
-        log.warning(
-            "--dp does nothing here: %d GPU(s) on %s, DataParallel needs two or more; "
-            "training on one device",
-            gpus,
-            device,
-        )
-        return model
-    log.info("--dp: DataParallel over %d GPUs", gpus)
-    return nn.DataParallel(model)
+
+@dataclass(frozen=True)
+class DataParallelRuntime(Runtime):
+    """One process that trains on every visible GPU through nn.DataParallel."""
+
+    def wrap(self, model: nn.Module, log: logging.Logger) -> nn.Module:
+        gpus = torch.cuda.device_count() if self.device.type == "cuda" else 0
+        if gpus < 2:
+            log.warning(
+                "--dp does nothing here: %d GPU(s) on %s, DataParallel needs two or more; "
+                "training on one device",
+                gpus,
+                self.device,
+            )
+            return model
+        log.info("--dp: DataParallel over %d GPUs", gpus)
+        return nn.DataParallel(model)
+
+
+@register_launcher
+def launch_data_parallel(config: argparse.Namespace, train: TrainFunction) -> bool:
+    if not config.dp:
+        return False
+    train(config, DataParallelRuntime(resolve_device(config.device, 0)))
+    return True

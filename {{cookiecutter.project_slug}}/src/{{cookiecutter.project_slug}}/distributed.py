@@ -1,5 +1,7 @@
 """DistributedDataParallel under torchrun: process group, wrapping and collectives."""
 
+import argparse
+import logging
 import os
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -9,85 +11,80 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-
-@dataclass(frozen=True)
-class ProcessGroup:
-    rank: int
-    local_rank: int
-    world_size: int
+from .runtime import (
+    Runtime,
+    TrainFunction,
+    register_launcher,
+    resolve_device,
+)
 
 
 def launched_by_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
-def init_process_group(use_cuda: bool) -> ProcessGroup:
-    """Join the group torchrun set up: nccl on GPUs, gloo on CPU."""
+@register_launcher
+def launch_distributed(config: argparse.Namespace, train: TrainFunction) -> bool:
+    """Train in the process group of the torchrun launch this process belongs to."""
+    if not launched_by_torchrun():
+        return False
     local_rank = int(os.environ["LOCAL_RANK"])
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if use_cuda else "gloo")
-    return ProcessGroup(dist.get_rank(), local_rank, dist.get_world_size())
-
-
-def destroy_process_group() -> None:
-    if dist.is_initialized():
+    device = resolve_device(config.device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        train(config, DistributedRuntime(device, dist.get_rank(), dist.get_world_size()))
+    finally:
         dist.destroy_process_group()
+    return True
 
 
-def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
-    device_ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=device_ids)
+@dataclass(frozen=True)
+class DistributedRuntime(Runtime):
+    """One of `world_size` DDP processes; the collectives run over the process group."""
 
+    def wrap(self, model: nn.Module, log: logging.Logger) -> nn.Module:
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
 
-def gradient_sync(model: nn.Module, enabled: bool) -> AbstractContextManager:
-    """Skip the gradient all-reduce on micro-batches that do not step the optimizer."""
-    if enabled or not isinstance(model, DistributedDataParallel):
-        return nullcontext()
-    return model.no_sync()
+    def gradient_sync(self, model: nn.Module, enabled: bool) -> AbstractContextManager:
+        """Skip the gradient all-reduce on micro-batches that do not step the optimizer."""
+        return nullcontext() if enabled else model.no_sync()
 
+    def sum_in_place(self, tensor: torch.Tensor) -> None:
+        dist.all_reduce(tensor)
 
-def broadcast_buffers(model: nn.Module) -> None:
-    """Give every rank rank 0's buffers (BatchNorm statistics).
+    def gather(self, value) -> list:
+        gathered = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
 
-    Each rank's last training step updated its own running statistics; without this, ranks
-    would validate slightly different models and rank 0 would save yet another.
-    """
-    if dist.is_initialized():
+    def any_rank(self, flag: bool) -> bool:
+        value = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def rank0_decides(self, flag: bool) -> bool:
+        decision = [flag]
+        dist.broadcast_object_list(decision, src=0)
+        return decision[0]
+
+    def share_buffers(self, model: nn.Module) -> None:
+        """Each rank's last step updated its own BatchNorm statistics; without this, ranks would
+        validate slightly different models and rank 0 would save yet another."""
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
 
+    def barrier(self) -> None:
+        dist.barrier()
 
-def all_reduce_sum(tensor: torch.Tensor) -> None:
-    if dist.is_initialized():
-        dist.all_reduce(tensor)
-
-
-def all_gather_objects(value) -> list:
-    """Every rank's value, in rank order (a single-element list outside DDP)."""
-    if not dist.is_initialized():
-        return [value]
-    gathered = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, value)
-    return gathered
-
-
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank when it is true on any."""
-    if not dist.is_initialized():
-        return flag
-    value = torch.tensor([float(flag)], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
-def broadcast_flag(flag: bool) -> bool:
-    """Rank 0's decision, on every rank."""
-    if not dist.is_initialized():
-        return flag
-    decision = [flag]
-    dist.broadcast_object_list(decision, src=0)
-    return decision[0]
+    def check_replicas_agree(self, model: nn.Module, log: logging.Logger) -> None:
+        divergence = max_divergence_from_rank0(model)
+        if divergence == 0.0:
+            log.info("parameters identical on all %d ranks", self.world_size)
+        else:
+            log.warning("parameters differ across ranks by up to %.3g", divergence)
 
 
 def max_divergence_from_rank0(model: nn.Module) -> float:
@@ -98,8 +95,3 @@ def max_divergence_from_rank0(model: nn.Module) -> float:
     divergence = (flat - reference).abs().max()
     dist.all_reduce(divergence, op=dist.ReduceOp.MAX)
     return float(divergence)
-
-
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()

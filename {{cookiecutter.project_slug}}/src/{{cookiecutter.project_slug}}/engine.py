@@ -3,57 +3,65 @@
 import math
 import time
 from collections.abc import Callable
-{% if cookiecutter.mixed_precision == "yes" -%}
 from contextlib import AbstractContextManager, nullcontext
-{% endif -%}
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-{% if cookiecutter.logger in ["tensorboard", "both"] -%}
 from torchmetrics import CatMetric, MeanMetric, MetricCollection
-{% else -%}
-from torchmetrics import MeanMetric, MetricCollection
-{% endif -%}
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 from tqdm import tqdm
 
-{% if cookiecutter.mixed_precision == "yes" -%}
-from .amp import MixedPrecision
-{% endif -%}
-{% if cookiecutter.multi_gpu in ["ddp", "both"] -%}
-from .distributed import all_reduce_sum, gradient_sync
-{% endif -%}
+from .data import DataSpec
+from .early_stopping import EarlyStopping
 from .errors import UserError
+from .precision import FullPrecision
+from .runtime import Runtime
 
 
 @dataclass
 class Optimisation:
-    """Everything one optimizer update needs."""
+    """Everything one optimizer update needs.
+
+    `criterion` is the training loss (label smoothing included); validation always scores
+    plain cross-entropy, so val_loss compares across runs whatever their recipe.
+    """
 
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    loss_fn: nn.Module
+    criterion: nn.Module
     accum_steps: int
     clip_grad_norm: float | None
-{%- if cookiecutter.mixed_precision == "yes" %}
-    precision: MixedPrecision
-{%- endif %}
+    precision: FullPrecision
 
 
 @dataclass
 class Progress:
     """Where training stands; checkpointed.
 
-    `epoch` counts completed epochs; a run stopped inside the next one has also done
-    `batches_done` of its micro-batches, whose running sums are `partial_sums`.
+    `epoch` counts completed epochs (so it is also the 0-based index of the epoch being
+    trained); a run stopped inside that epoch has done `batches_done` of its micro-batches,
+    whose running sums are `partial_sums`.
     """
 
     epoch: int = 0
     global_step: int = 0
     batches_done: int = 0
     partial_sums: list[float] | None = None
+
+
+@dataclass
+class Training:
+    """What a run builds once and checkpoints: `model` is the raw module (never wrapped)."""
+
+    model: nn.Module
+    optimisation: Optimisation
+    stopper: EarlyStopping
+    progress: Progress
+    spec: DataSpec
+    train_loader: DataLoader
+    val_loader: DataLoader
 
 
 class NonFiniteLossError(UserError):
@@ -63,16 +71,20 @@ class NonFiniteLossError(UserError):
 StepLogger = Callable[[dict, int], None]
 
 
+def never() -> bool:
+    return False
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
     optimisation: Optimisation,
     progress: Progress,
-    device: torch.device,
+    runtime: Runtime,
     log_every: int,
     log_step: StepLogger,
     show_progress: bool,
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: Callable[[], bool] = never,
 ) -> dict | None:
     """Train for (the rest of) an epoch; return its mean loss, accuracy and throughput here.
 
@@ -81,6 +93,7 @@ def train_one_epoch(
     every `log_every` updates.
     """
     model.train()
+    device = runtime.device
     sums = torch.tensor(progress.partial_sums or [0.0, 0.0, 0.0], device=device)
     started = time.perf_counter()
     last_batch = len(loader) - 1
@@ -90,12 +103,8 @@ def train_one_epoch(
         targets = targets.to(device, non_blocking=True)
         is_update = (index + 1) % optimisation.accum_steps == 0 or index == last_batch
         group_size = micro_batches_in_group(index, len(loader), optimisation.accum_steps)
-{%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
-        with gradient_sync(model, enabled=is_update):
+        with runtime.gradient_sync(model, enabled=is_update):
             loss, logits = forward_backward(model, images, targets, optimisation, group_size)
-{%- else %}
-        loss, logits = forward_backward(model, images, targets, optimisation, group_size)
-{%- endif %}
         accumulate(sums, loss, logits, targets)
         if is_update:
             optimizer_step(model, optimisation)
@@ -109,53 +118,31 @@ def train_one_epoch(
                 progress.batches_done, progress.partial_sums = index + 1, sums.tolist()
                 return None
     progress.batches_done, progress.partial_sums = 0, None
-{%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
-    all_reduce_sum(sums)
-{%- endif %}
+    runtime.sum_in_place(sums)
     seconds = time.perf_counter() - started
     values = read_running_means(sums, progress)
     values["samples_per_second"] = float(sums[2]) / seconds
     values["epoch_seconds"] = seconds
     return values
-{%- if cookiecutter.mixed_precision == "yes" %}
 
 
 def forward_backward(model, images, targets, optimisation: Optimisation, group_size: int):
     """Add this micro-batch's share of its update's mean loss gradient."""
     with optimisation.precision.autocast():
         logits = model(images)
-        loss = optimisation.loss_fn(logits, targets)
-    optimisation.precision.scaler.scale(loss / group_size).backward()
+        loss = optimisation.criterion(logits, targets)
+    optimisation.precision.backward(loss / group_size)
     return loss.detach(), logits.detach()
 
 
 def optimizer_step(model: nn.Module, optimisation: Optimisation) -> None:
-    scaler = optimisation.precision.scaler
+    precision = optimisation.precision
     if optimisation.clip_grad_norm is not None:
-        scaler.unscale_(optimisation.optimizer)  # clip the true gradients, not the scaled ones
+        precision.unscale_gradients(optimisation.optimizer)  # clip true gradients
         nn.utils.clip_grad_norm_(model.parameters(), optimisation.clip_grad_norm)
-    scaler.step(optimisation.optimizer)
-    scaler.update()
+    precision.step(optimisation.optimizer)
     optimisation.optimizer.zero_grad(set_to_none=True)
     optimisation.scheduler.step()
-{%- else %}
-
-
-def forward_backward(model, images, targets, optimisation: Optimisation, group_size: int):
-    """Add this micro-batch's share of its update's mean loss gradient."""
-    logits = model(images)
-    loss = optimisation.loss_fn(logits, targets)
-    (loss / group_size).backward()
-    return loss.detach(), logits.detach()
-
-
-def optimizer_step(model: nn.Module, optimisation: Optimisation) -> None:
-    if optimisation.clip_grad_norm is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), optimisation.clip_grad_norm)
-    optimisation.optimizer.step()
-    optimisation.optimizer.zero_grad(set_to_none=True)
-    optimisation.scheduler.step()
-{%- endif %}
 
 
 def micro_batches_in_group(index: int, num_batches: int, accum_steps: int) -> int:
@@ -204,38 +191,30 @@ def evaluate(
     loader: DataLoader,
     num_classes: int,
     device: torch.device,
-{%- if cookiecutter.mixed_precision == "yes" %}
     autocast: Callable[[], AbstractContextManager] = nullcontext,
-{%- endif %}
-{%- if cookiecutter.logger in ["tensorboard", "both"] %}
     keep_predictions: bool = False,
-{%- endif %}
     show_progress: bool = False,
 ) -> dict:
-    """Loss, top-1 (top-5), per-class accuracy and confusion matrix over every rank's shard."""
+    """Loss, top-1 (top-5), per-class accuracy and confusion matrix over every rank's shard.
+
+    The loss is plain cross-entropy. With `keep_predictions`, also every sample's class
+    probabilities and target (gathering them is a collective: every rank must ask).
+    """
     model.eval()
     mean_loss = MeanMetric().to(device)
     metrics = validation_metrics(num_classes, device)
-{%- if cookiecutter.logger in ["tensorboard", "both"] %}
     probabilities, labels = CatMetric().to(device), CatMetric().to(device)
-{%- endif %}
     for images, targets in tqdm(loader, desc="val", disable=not show_progress, leave=False):
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-{%- if cookiecutter.mixed_precision == "yes" %}
         with autocast():
             logits = model(images)
-{%- else %}
-        logits = model(images)
-{%- endif %}
         logits = logits.float()
         mean_loss.update(nn.functional.cross_entropy(logits, targets, reduction="none"))
         metrics.update(logits, targets)
-{%- if cookiecutter.logger in ["tensorboard", "both"] %}
         if keep_predictions:
             probabilities.update(logits.softmax(dim=1))
             labels.update(targets)
-{%- endif %}
     results = {name: value.cpu() for name, value in metrics.compute().items()}
     val_loss = float(mean_loss.compute())
     if not math.isfinite(val_loss):
@@ -248,9 +227,7 @@ def evaluate(
         summary["val_top5"] = float(results["val_top5"])
     summary["per_class_acc"] = results["val_per_class_acc"].tolist()
     summary["confusion_matrix"] = results["val_confusion"].tolist()
-{%- if cookiecutter.logger in ["tensorboard", "both"] %}
     if keep_predictions:
         summary["probabilities"] = probabilities.compute().cpu()
         summary["targets"] = labels.compute().cpu().long()
-{%- endif %}
     return summary

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, load_model_weights
-from .config import ConfigParser
+from .flags import ConfigParser
 from .data import DataSpec
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
+from .loggers.base import RunLogger, register_logger
 from .models import build_model
 
 # Largest absolute difference allowed between PyTorch and onnxruntime float32 logits.
@@ -113,13 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def export_checkpoint(checkpoint_path: Path, output: Path) -> None:
+def export_checkpoint(
+    checkpoint_path: Path, output: Path, report: Callable[[str], None] = print
+) -> None:
     prepare_output_file(output, "model.onnx", checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
     spec = DataSpec.from_dict(checkpoint["data_spec"])
     model = build_model(checkpoint["config"]["model"], spec)
     load_model_weights(model, checkpoint, checkpoint_path)
-    export_and_verify(model, spec, output)
+    export_and_verify(model, spec, output, report)
+
+
+@register_logger
+class OnnxExport(RunLogger):
+    """--export-onnx: the run's best.pt as <run folder>/model.onnx once training ends."""
+
+    def __init__(
+        self, run_dir: Path, config: argparse.Namespace, spec: DataSpec, resumed: dict | None
+    ) -> None:
+        self.output = run_dir / "model.onnx" if config.export_onnx else None
+
+    def finish(self, summary: dict, best_checkpoint: Path) -> None:
+        if self.output is not None:
+            export_checkpoint(best_checkpoint, self.output, logging.getLogger("train").info)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,8 @@
 """Model architectures and weight initialisation schemes."""
 
+import torch
 from torch import nn
+from torchinfo import summary
 from torchvision.models import ResNet18_Weights, resnet18
 
 from .data import DataSpec
@@ -127,3 +129,17 @@ def init_weight(weight, scheme: str, is_conv: bool) -> None:
         nn.init.orthogonal_(weight)
     elif scheme == "normal":
         nn.init.normal_(weight, std=0.01)
+
+
+def model_summary(model: nn.Module, spec: DataSpec, device: torch.device) -> str:
+    """torchinfo's table of layers, output sizes and parameter counts."""
+    input_size = (1, spec.in_channels, spec.image_size, spec.image_size)
+    table = summary(
+        model,
+        input_size=input_size,
+        device=device,
+        mode="eval",
+        verbose=0,
+        col_names=("output_size", "num_params"),
+    )
+    return str(table)

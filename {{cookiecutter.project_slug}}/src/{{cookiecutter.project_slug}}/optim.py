@@ -34,7 +34,8 @@ def build_optimizer(model: nn.Module, config: argparse.Namespace) -> torch.optim
 class WarmupSchedule:
     """LR multiplier for optimizer update `step` (0-based): linear warmup, then the decay.
 
-    A dataclass rather than a closure so LambdaLR checkpoints its fields as plain data.
+    Built from the config; checkpoints keep only the scheduler's position (see
+    checkpoint.scheduler_position), so a resumed run follows the schedule its flags describe.
     """
 
     warmup_steps: int

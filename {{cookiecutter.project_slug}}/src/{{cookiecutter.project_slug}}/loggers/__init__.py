@@ -7,14 +7,9 @@ from logging.handlers import MemoryHandler
 from pathlib import Path
 
 from ..data import DataSpec
-from .base import ExperimentLoggers
-from .metrics_file import MetricsFile
-{% if cookiecutter.logger in ["tensorboard", "both"] -%}
-from .tensorboard_logger import TensorBoardLogger
-{% endif -%}
-{% if cookiecutter.logger in ["wandb", "both"] -%}
-from .wandb_logger import WandbLogger
-{% endif %}
+from . import metrics_file  # noqa: F401  (registers metrics.jsonl, kept by every run)
+from .base import LOGGER_TYPES, ExperimentLoggers
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
@@ -70,15 +65,17 @@ def formatted(handler: logging.Handler) -> logging.Handler:
 def build_loggers(
     config: argparse.Namespace, run_dir: Path, spec: DataSpec, resumed: dict | None
 ) -> ExperimentLoggers:
-    """The run's loggers; `resumed` is the checkpoint the run continues (None: a new run)."""
-    completed_epochs = 0 if resumed is None else resumed["epoch"]
-    loggers = [
-        MetricsFile(run_dir / "metrics.jsonl", completed_epochs),
-{%- if cookiecutter.logger in ["tensorboard", "both"] %}
-        TensorBoardLogger(run_dir / "tensorboard", config, spec, resumed),
-{%- endif %}
-{%- if cookiecutter.logger in ["wandb", "both"] %}
-        WandbLogger(run_dir, config, spec, resumed),
-{%- endif %}
-    ]
-    return ExperimentLoggers(loggers)
+    """Every registered logger for this run; `resumed` is the checkpoint it continues in its
+    own folder (None: a new run or a branch)."""
+    return ExperimentLoggers(
+        [logger_type(run_dir, config, spec, resumed) for logger_type in LOGGER_TYPES]
+    )
+
+
+def check_loggers_can_start(config: argparse.Namespace) -> None:
+    for logger_type in LOGGER_TYPES:
+        logger_type.check_can_start(config)
+
+
+def loggers_need_predictions() -> bool:
+    return any(logger_type.needs_predictions for logger_type in LOGGER_TYPES)

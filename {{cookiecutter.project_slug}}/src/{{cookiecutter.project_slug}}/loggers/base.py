@@ -1,14 +1,37 @@
-"""The events a run reports; each logger overrides the ones it records."""
+"""The events a run reports, and the registry of what records them.
 
+Every registered logger type is built for the writing process of each run, with the same
+arguments: metrics.jsonl always, and each chosen tracker or artifact writer registers itself
+with `register_logger` when its feature module is imported.
+"""
+
+import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..data import DataSpec
+
 
 class RunLogger:
-    def log_start(self, model: nn.Module, images: torch.Tensor) -> None:
-        """Once, before the first epoch: the model and a batch of (augmented) inputs."""
+    # Whether log_validation needs every sample's class probabilities (a collective: decided
+    # by the logger types, so every rank agrees).
+    needs_predictions = False
+
+    def __init__(
+        self, run_dir: Path, config: argparse.Namespace, spec: DataSpec, resumed: dict | None
+    ) -> None:
+        """`resumed`: the checkpoint a run continues in its own folder; None for a new run."""
+
+    @classmethod
+    def check_can_start(cls, config: argparse.Namespace) -> None:
+        """Raise a UserError before anything is built when this logger could not start."""
+
+    def log_start(self, model: nn.Module, images: Callable[[], torch.Tensor]) -> None:
+        """Once, before the first step: the model; images() draws a batch of (augmented)
+        training inputs (once, for whichever logger asks first)."""
 
     def log_step(self, values: dict, step: int) -> None:
         """Every --log-every optimizer updates: running train loss/accuracy and LR."""
@@ -27,13 +50,21 @@ class RunLogger:
         return {}
 
 
+LOGGER_TYPES: list[type[RunLogger]] = []
+
+
+def register_logger(logger_type: type[RunLogger]) -> type[RunLogger]:
+    LOGGER_TYPES.append(logger_type)
+    return logger_type
+
+
 class ExperimentLoggers(RunLogger):
-    """Fans each event out to every logger of the run."""
+    """Fans each event out to every logger of the run (none in processes that do not write)."""
 
     def __init__(self, loggers: list[RunLogger]) -> None:
         self.loggers = loggers
 
-    def log_start(self, model: nn.Module, images: torch.Tensor) -> None:
+    def log_start(self, model: nn.Module, images: Callable[[], torch.Tensor]) -> None:
         for logger in self.loggers:
             logger.log_start(model, images)
 

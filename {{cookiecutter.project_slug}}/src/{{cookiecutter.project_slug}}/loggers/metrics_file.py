@@ -1,17 +1,22 @@
 """metrics.jsonl: one JSON object per epoch, the record every logger choice keeps."""
 
+import argparse
 import json
 from pathlib import Path
 
 from torch import nn
 
-from .base import RunLogger
+from ..data import DataSpec
+from .base import RunLogger, register_logger
 
 
+@register_logger
 class MetricsFile(RunLogger):
-    def __init__(self, path: Path, completed_epochs: int) -> None:
-        self.path = path
-        self.keep_epochs_up_to(completed_epochs)
+    def __init__(
+        self, run_dir: Path, config: argparse.Namespace, spec: DataSpec, resumed: dict | None
+    ) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        self.keep_epochs_up_to(0 if resumed is None else resumed["epoch"])
 
     def keep_epochs_up_to(self, completed_epochs: int) -> None:
         """Forget epochs a resumed run will train again (written after its last checkpoint)."""

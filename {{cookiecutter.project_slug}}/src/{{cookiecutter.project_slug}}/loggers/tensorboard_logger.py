@@ -3,6 +3,7 @@
 import argparse
 import copy
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +13,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
 from ..data import DataSpec
-from .base import RunLogger
+from .base import RunLogger, register_logger
 
 matplotlib.use("Agg")  # render figures to images without a display
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
@@ -31,27 +32,31 @@ EPOCH_SCALARS = {
 }
 
 
+@register_logger
 class TensorBoardLogger(RunLogger):
     """Every point is plotted against the optimizer step, so that one purge_step serves all."""
 
+    needs_predictions = True  # for the PR curves
+
     def __init__(
-        self, log_dir: Path, config: argparse.Namespace, spec: DataSpec, resumed: dict | None
+        self, run_dir: Path, config: argparse.Namespace, spec: DataSpec, resumed: dict | None
     ) -> None:
         # Points written after the resumed checkpoint (by a run that then died) are dropped
         # when TensorBoard reads the folder, so a resumed run draws each step once.
         purge_step = None if resumed is None else resumed["global_step"] + 1
-        self.writer = SummaryWriter(log_dir, purge_step=purge_step)
+        self.writer = SummaryWriter(run_dir / "tensorboard", purge_step=purge_step)
         self.config = config
         self.class_names = spec.class_names
 
-    def log_start(self, model: nn.Module, images: torch.Tensor) -> None:
-        grid = make_grid(images[:64].float(), nrow=8, normalize=True, scale_each=True)
+    def log_start(self, model: nn.Module, images: Callable[[], torch.Tensor]) -> None:
+        batch = images()
+        grid = make_grid(batch[:64].float(), nrow=8, normalize=True, scale_each=True)
         self.writer.add_image("inputs/train_batch", grid, 0)
         # Tracing runs a forward pass: use a copy in eval mode so BatchNorm statistics stay put.
         traced = copy.deepcopy(model).eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # add_graph still uses jit.trace
-            self.writer.add_graph(traced, images[:1].to(next(model.parameters()).device))
+            self.writer.add_graph(traced, batch[:1].to(next(model.parameters()).device))
 
     def log_step(self, values: dict, step: int) -> None:
         self.writer.add_scalar("loss/train_step", values["train_loss"], step)

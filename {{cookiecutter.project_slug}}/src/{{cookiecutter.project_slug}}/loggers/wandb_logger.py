@@ -9,6 +9,7 @@ import netrc
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from torchvision.utils import make_grid
 from ..config import config_to_dict
 from ..data import DataSpec
 from ..errors import UserError
-from .base import RunLogger
+from .base import RunLogger, register_logger
 
 OFFLINE_MODES = ("offline", "disabled", "dryrun")
 SERVER_TIMEOUT_SECONDS = 10
@@ -61,6 +62,7 @@ def has_wandb_credentials() -> bool:
         return False
 
 
+@register_logger
 class WandbLogger(RunLogger):
     def __init__(
         self, run_dir: Path, config: argparse.Namespace, spec: DataSpec, resumed: dict | None
@@ -83,8 +85,13 @@ class WandbLogger(RunLogger):
         self.run.define_metric("val_acc", summary="max")
         self.run.define_metric("val_loss", summary="min")
 
-    def log_start(self, model: nn.Module, images: torch.Tensor) -> None:
-        grid = make_grid(images[:64].float(), nrow=8, normalize=True, scale_each=True)
+    @classmethod
+    def check_can_start(cls, config: argparse.Namespace) -> None:
+        check_wandb_can_log()
+
+    def log_start(self, model: nn.Module, images: Callable[[], torch.Tensor]) -> None:
+        batch = images()
+        grid = make_grid(batch[:64].float(), nrow=8, normalize=True, scale_each=True)
         self.run.log({"inputs/train_batch": wandb.Image(grid)}, step=0)
 
     def log_step(self, values: dict, step: int) -> None:

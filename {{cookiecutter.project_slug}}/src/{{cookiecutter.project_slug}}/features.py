@@ -1,0 +1,121 @@
+"""The optional features this project was generated with: the only module that names them.
+
+Each entry gives the module implementing a feature, the flags it adds and the checks on them.
+Training imports the modules (load_implementations), and each registers itself with the part
+of the run it extends. The post-generation hook deleted the modules of features not chosen.
+"""
+
+import argparse
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import flags
+
+
+def no_flags(parser: argparse.ArgumentParser) -> None:
+    """A feature without flags of its own."""
+
+
+def no_checks(config: argparse.Namespace, parser: flags.ConfigParser) -> None:
+    """A feature whose flags need no check beyond their types."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    module: str
+    add_flags: Callable[[argparse.ArgumentParser], None] = no_flags
+    check: Callable[[argparse.Namespace, flags.ConfigParser], None] = no_checks
+
+
+FEATURES: list[Feature] = []
+
+
+def load_implementations() -> None:
+    """Import every chosen feature's module (this needs torch), registering its hooks."""
+    for feature in FEATURES:
+        importlib.import_module(f".{feature.module}", __package__)
+{%- if cookiecutter.mixed_precision == "yes" %}
+
+
+def add_amp_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("mixed precision")
+    group.add_argument("--amp", action="store_true", help="automatic mixed precision")
+    group.add_argument(
+        "--amp-dtype",
+        choices=("bfloat16", "float16"),
+        help="autocast dtype with --amp (default: bfloat16); float16 adds a GradScaler",
+    )
+
+
+def check_amp_flags(config: argparse.Namespace, parser: flags.ConfigParser) -> None:
+    if config.amp_dtype is not None and not config.amp:
+        parser.error("--amp-dtype has no effect without --amp: add --amp or drop --amp-dtype")
+    if config.amp_dtype is None:
+        config.amp_dtype = "bfloat16"
+
+
+FEATURES.append(Feature("amp", add_amp_flags, check_amp_flags))
+{%- endif %}
+{%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
+
+
+FEATURES.append(Feature("distributed"))
+{%- endif %}
+{%- if cookiecutter.multi_gpu in ["dp", "both"] %}
+
+
+def add_data_parallel_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data parallel")
+    group.add_argument(
+        "--dp", action="store_true", help="nn.DataParallel over all visible GPUs (single process)"
+    )
+
+
+def check_data_parallel_flags(config: argparse.Namespace, parser: flags.ConfigParser) -> None:
+    import os
+
+    if config.dp and "WORLD_SIZE" in os.environ:  # set by torchrun
+        parser.error("--dp cannot be combined with a torchrun (DDP) launch: drop --dp")
+
+
+FEATURES.append(Feature("data_parallel", add_data_parallel_flags, check_data_parallel_flags))
+{%- endif %}
+{%- if cookiecutter.logger in ["tensorboard", "both"] %}
+
+
+def add_tensorboard_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("tensorboard")
+    group.add_argument(
+        "--histogram-every",
+        type=flags.non_negative_int,
+        default=0,
+        help="TensorBoard weight histograms every N epochs (0: off)",
+    )
+
+
+FEATURES.append(Feature("loggers.tensorboard_logger", add_tensorboard_flags))
+{%- endif %}
+{%- if cookiecutter.logger in ["wandb", "both"] %}
+
+
+def add_wandb_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("weights & biases")
+    group.add_argument("--wandb-project", help="wandb project (default: $WANDB_PROJECT)")
+    group.add_argument("--wandb-entity", help="wandb entity (default: $WANDB_ENTITY)")
+
+
+FEATURES.append(Feature("loggers.wandb_logger", add_wandb_flags))
+{%- endif %}
+{%- if cookiecutter.onnx_export == "yes" %}
+
+
+def add_export_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("onnx")
+    group.add_argument(
+        "--export-onnx", action="store_true", help="write and verify model.onnx after training"
+    )
+
+
+FEATURES.append(Feature("export", add_export_flags))
+{%- endif %}
