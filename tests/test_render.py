@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from options import SLUG, code_shaping_combinations, combination_id, expected_files
+from options import (
+    SLUG,
+    code_shaping_combinations,
+    combination_id,
+    expected_files,
+    uses_ddp,
+    uses_dp,
+    uses_tensorboard,
+    uses_wandb,
+)
 
 COMBINATIONS = code_shaping_combinations()
 RUFF = [sys.executable, "-m", "ruff"]
@@ -49,23 +58,41 @@ def test_combination_passes_ruff(render, combo):
     assert formatted.returncode == 0, formatted.stdout
 
 
-def test_unselected_features_leave_no_imports(render):
-    project = render(logger="none", mixed_precision="no", multi_gpu="none", onnx_export="no")
+# What each feature's code says when it is there; none of it may appear when it is not.
+FEATURE_TRACES = {
+    "tensorboard": ("SummaryWriter", "tensorboard_logger", "--histogram-every"),
+    "wandb": ("import wandb", "wandb_logger", "--wandb-project"),
+    "amp": ("GradScaler(", "torch.autocast", "--amp", "MixedPrecision"),
+    "ddp": ("DistributedDataParallel(", "init_process_group", "DistributedRuntime"),
+    "dp": ("nn.DataParallel(", "--dp", "DataParallelRuntime"),
+    "onnx": ("import onnx", "--export-onnx", "OnnxExport"),
+}
+FEATURE_DEPENDENCIES = {"tensorboard": ("tensorboard", "matplotlib"), "wandb": ("wandb",)}
+FEATURE_DEPENDENCIES["onnx"] = ("onnx",)
+
+
+def selected_features(combo: dict) -> set[str]:
+    chosen = {"tensorboard"} if uses_tensorboard(combo) else set()
+    chosen |= {"wandb"} if uses_wandb(combo) else set()
+    chosen |= {"ddp"} if uses_ddp(combo) else set()
+    chosen |= {"dp"} if uses_dp(combo) else set()
+    chosen |= {"amp"} if combo["mixed_precision"] == "yes" else set()
+    chosen |= {"onnx"} if combo["onnx_export"] == "yes" else set()
+    return chosen
+
+
+@pytest.mark.parametrize("combo", COMBINATIONS, ids=combination_id)
+def test_unselected_features_leave_no_trace(render, combo):
+    project = render(**combo)
     sources = "\n".join(path.read_text() for path in (project / "src").rglob("*.py"))
     pyproject = (project / "pyproject.toml").read_text()
-    feature_code = (
-        "SummaryWriter",
-        "import wandb",
-        "import onnx",
-        "GradScaler(",
-        "torch.autocast",
-        "DistributedDataParallel(",
-        "nn.DataParallel(",
-        "--amp",
-        "--dp",
-        "--export-onnx",
-    )
-    for snippet in feature_code:
-        assert snippet not in sources, snippet
-    for dependency in ("tensorboard", "wandb", "onnx", "matplotlib"):
-        assert f'"{dependency}' not in pyproject, dependency
+    chosen = selected_features(combo)
+    for feature, traces in FEATURE_TRACES.items():
+        present = [trace for trace in traces if trace in sources]
+        if feature in chosen:
+            assert present, f"{feature} selected but its code is missing"
+        else:
+            assert present == [], f"{feature} not selected, yet the code names {present}"
+    for feature, dependencies in FEATURE_DEPENDENCIES.items():
+        if feature not in chosen:
+            assert not [name for name in dependencies if f'"{name}' in pyproject], feature

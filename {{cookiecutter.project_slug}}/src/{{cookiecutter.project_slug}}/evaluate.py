@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint, load_model_weights
-from .flags import ConfigParser, positive_int
 from .data import DataSpec, all_images, build_datasets
 from .engine import evaluate
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
+from .flags import ConfigParser, positive_int
 from .image_folder import has_split_folders
 from .models import build_model
 

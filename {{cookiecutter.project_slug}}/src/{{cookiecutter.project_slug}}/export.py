@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, load_model_weights
-from .flags import ConfigParser
 from .data import DataSpec
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
+from .flags import ConfigParser
 from .loggers.base import RunLogger, register_logger
 from .models import build_model
 

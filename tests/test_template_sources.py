@@ -1,0 +1,71 @@
+"""The template's Python is Python: options pick whole modules, so the sources stay lintable."""
+
+import ast
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from options import SLUG, TEMPLATE_DIR
+
+PROJECT_DIR = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
+CONTROL_TAG = re.compile(r"{%-?\s*(\w+)")
+MAX_CONTROL_TAGS = 20
+SLUG_FOLDER = "{{cookiecutter.project_slug}}"
+IMPORTED_SLUG = re.compile(r"^(from|import) \{\{ cookiecutter\.project_slug \}\}", re.MULTILINE)
+
+
+def template_python_files() -> list[Path]:
+    return sorted([*PROJECT_DIR.rglob("*.py"), *(TEMPLATE_DIR / "hooks").glob("*.py")])
+
+
+def control_tags(text: str) -> list[tuple[int, str]]:
+    """(line number, keyword) of every {% ... %} tag."""
+    return [
+        (text.count("\n", 0, match.start()) + 1, match.group(1))
+        for match in CONTROL_TAG.finditer(text)
+    ]
+
+
+def test_few_control_tags_and_none_inside_a_function():
+    tags = {path: control_tags(path.read_text()) for path in template_python_files()}
+    total = sum(len(found) for found in tags.values())
+    print(f"Jinja control tags in template .py files: {total}")
+    assert total <= MAX_CONTROL_TAGS, {str(path): len(found) for path, found in tags.items()}
+    for path, found in tags.items():
+        lines = path.read_text().splitlines()
+        for number, keyword in found:
+            following = [line for line in lines[number:] if line.strip()][:1]
+            # Module level: what a tag opens or closes starts at column 0 (or is another tag).
+            assert not following or not following[0].startswith((" ", "\t")), (
+                f"{path.relative_to(TEMPLATE_DIR)}:{number}: {{% {keyword} %}} inside a block"
+            )
+
+
+def test_sources_without_control_tags_parse_and_pass_ruff(render, tmp_path):
+    """Checked as stored; only the slug in generated tests' import lines is filled in, since
+    `from <slug>.config import ...` cannot be written any other way. (The template's own ruff
+    run covers the hooks.)"""
+    copies = tmp_path / SLUG
+    checked = 0
+    for path in template_python_files():
+        text = path.read_text()
+        if control_tags(text):
+            continue
+        text = IMPORTED_SLUG.sub(rf"\1 {SLUG}", text)
+        ast.parse(text, filename=str(path))
+        if path.is_relative_to(PROJECT_DIR):
+            relative = str(path.relative_to(PROJECT_DIR)).replace(SLUG_FOLDER, SLUG)
+            (copies / relative).parent.mkdir(parents=True, exist_ok=True)
+            (copies / relative).write_text(text)
+            checked += 1
+    shutil.copy(render() / "pyproject.toml", copies)  # the generated project's ruff settings
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "."],
+        cwd=copies,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert checked >= 40
