@@ -12,11 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_command, train_command
+from conftest import run_command, tiny_run, train_command
 from options import SLUG
 
-TINY = ["--dataset", "fake", "--fake-samples", "160", "--image-size", "8", "--batch-size", "32"]
-TINY += ["--epochs", "1", "--no-progress"]
+TINY = tiny_run()
 
 
 def write_images(folder: Path, count: int = 3, mode: str = "RGB") -> None:

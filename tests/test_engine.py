@@ -8,12 +8,11 @@ import subprocess
 import pytest
 import torch
 
-from conftest import project_environment, read_metrics, run_command, train_command
+from conftest import project_environment, read_metrics, run_command, tiny_run, train_command
 from options import SLUG
 
 BASE = {"logger": "none", "onnx_export": "no"}
-TINY = ["--dataset", "fake", "--fake-samples", "160", "--image-size", "8", "--batch-size", "32"]
-TINY += ["--no-progress", "--seed", "5"]
+TINY = tiny_run("--seed", "5")
 TIMINGS = {"samples_per_second", "epoch_seconds"}
 
 RESUME_CASES = {
@@ -67,6 +66,20 @@ def test_stopped_and_resumed_run_is_bit_identical(render, preloaded_python, tmp_
     assert len(checkpoint["rng"]) == processes  # every rank's RNG streams are saved
     if "float16" in flags:
         assert checkpoint["precision"]["scale"] > 0
+
+
+def test_dp_on_one_device_trains_exactly_as_without_it(render, preloaded_python, tmp_path):
+    """--dp wraps the model in nn.DataParallel even without GPUs: the wrapped path must train,
+    validate and save exactly what the plain one does."""
+    project = render(**BASE, mixed_precision="no", multi_gpu="dp")
+    flags = ["--deterministic", "--epochs", "2"]
+    plain, _ = train(project, preloaded_python, tmp_path, *flags, name="plain")
+    wrapped, result = train(project, preloaded_python, tmp_path, *flags, "--dp", name="dp")
+    assert "--dp does nothing here" in result.stderr
+    expected, actual = model_weights(plain), model_weights(wrapped)
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[key], actual[key]) for key in expected)
+    assert without_timings(read_metrics(plain)) == without_timings(read_metrics(wrapped))
 
 
 # --monitor-metric is --monitor's spelling for torchrun, whose parser would read --monitor as an

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import project_environment, read_metrics, run_command, train_command
+from conftest import project_environment, read_metrics, run_command, tiny_run, train_command
 
-RUN = ["--dataset", "fake", "--fake-samples", "224", "--image-size", "8", "--batch-size", "32"]
-RUN += ["--epochs", "2", "--deterministic", "--no-progress", "--seed", "11", "--name", "run"]
+RUN = tiny_run(
+    "--fake-samples", "224", "--deterministic", "--seed", "11", "--name", "run", epochs=2
+)
 TIMINGS = {"samples_per_second", "epoch_seconds"}
 HOLD_SAVE_ENV = "CHECKPOINT_TEST_HOLD_FILE"
 

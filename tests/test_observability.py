@@ -14,13 +14,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import project_environment, read_metrics, run_command, train_command
+from conftest import project_environment, read_metrics, run_command, tiny_run, train_command
 from options import SLUG
 
 BASE = {"mixed_precision": "no", "multi_gpu": "none", "onnx_export": "no"}
-# 160 fake samples at 8x8: 128 train (4 updates of 32 per epoch), 32 validation, 10 classes.
-RUN = ["--dataset", "fake", "--fake-samples", "160", "--image-size", "8", "--batch-size", "32"]
-RUN += ["--epochs", "2", "--log-every", "2", "--no-progress", "--name", "run"]
+RUN = tiny_run("--log-every", "2", "--name", "run", epochs=2)
 EPOCHS, STEP_POINTS, CLASSES = 2, 4, 10
 
 

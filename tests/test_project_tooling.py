@@ -2,7 +2,6 @@
 
 import hashlib
 import importlib.util
-import itertools
 import json
 import os
 import re
@@ -334,7 +333,6 @@ def test_template_workflow_renders_lints_and_trains_every_combination():
     jobs = load_workflow(TEMPLATE_DIR / ".github" / "workflows" / "template.yml")["jobs"]
     matrix = jobs["combination"]["strategy"]["matrix"]
     assert matrix == {name: CHOICE_OPTIONS[name] for name in CODE_SHAPING}  # no include/exclude
-    assert len(list(itertools.product(*matrix.values()))) == 64
     scripts = [step["run"] for step in jobs["combination"]["steps"] if "run" in step]
     commands = [command for script in scripts for command in shell_commands(script)]
 

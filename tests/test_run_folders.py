@@ -8,10 +8,9 @@ import subprocess
 
 import torch
 
-from conftest import read_metrics, run_command, start_command, train_command
+from conftest import read_metrics, run_command, start_command, tiny_run, train_command
 
-TINY = ["--dataset", "fake", "--fake-samples", "160", "--image-size", "8", "--batch-size", "32"]
-TINY += ["--no-progress", "--epochs", "2", "--deterministic"]
+TINY = tiny_run("--deterministic", epochs=2)
 
 
 def wait_for_line(process: subprocess.Popen, text: str) -> None:

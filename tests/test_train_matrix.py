@@ -1,8 +1,9 @@
 """Every code-shaping combination trains a short CPU run in a fresh process, with its switches."""
 
 import pytest
+import torch
 
-from conftest import read_metrics, run_command, train_command
+from conftest import read_metrics, run_command, tiny_run, train_command
 from options import (
     code_shaping_combinations,
     combination_id,
@@ -12,10 +13,7 @@ from options import (
     uses_wandb,
 )
 
-# Tiny fake data keeps each run to seconds (autocast on CPU is slow without bfloat16 units);
-# digits is trained to full accuracy by `make demo` and by each project's own tests.
-SHORT_RUN = ["--dataset", "fake", "--fake-samples", "160", "--image-size", "8"]
-SHORT_RUN += ["--batch-size", "32", "--epochs", "2", "--no-progress", "--name", "matrix"]
+SHORT_RUN = tiny_run("--name", "matrix", epochs=2)
 
 
 def switches(combo: dict) -> list[str]:
@@ -47,6 +45,8 @@ def test_combination_trains_on_cpu(render, preloaded_python, combo, tmp_path):
     log = result.stderr
     if uses_ddp(combo):
         assert "world size 2" in log
+    weights = torch.load(run_dir / "last.pt", weights_only=True)["model"]
+    assert not [key for key in weights if key.startswith("module.")]  # saved unwrapped
     if uses_dp(combo) and not uses_ddp(combo):
         assert "--dp does nothing here" in log
     if combo["mixed_precision"] == "yes":

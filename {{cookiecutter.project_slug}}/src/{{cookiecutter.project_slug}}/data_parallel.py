@@ -15,6 +15,8 @@ class DataParallelRuntime(Runtime):
     """One process that trains on every visible GPU through nn.DataParallel."""
 
     def wrap(self, model: nn.Module, log: logging.Logger) -> nn.Module:
+        """Wrapped even on one device (where DataParallel passes batches straight through), so
+        every machine runs the same code path."""
         gpus = torch.cuda.device_count() if self.device.type == "cuda" else 0
         if gpus < 2:
             log.warning(
@@ -23,8 +25,8 @@ class DataParallelRuntime(Runtime):
                 gpus,
                 self.device,
             )
-            return model
-        log.info("--dp: DataParallel over %d GPUs", gpus)
+        else:
+            log.info("--dp: DataParallel over %d GPUs", gpus)
         return nn.DataParallel(model)
 
 
