@@ -2,7 +2,9 @@
 
 Renders the all-options project, builds each case's data, model and optimizer with the generated
 code (`trainer.build_training`, as a real run does), then times one training epoch of each loop in
-interleaved rounds and prints one table of median samples/s.
+interleaved rounds and prints one table of median samples/s: with the generated DataLoader, and
+with one epoch's batches collated once (the loops' own cost, without the data pipeline). Then
+it times each piece of host work the generated step adds to a bare step, in microseconds.
 
     .venv/bin/python benchmarks/loop_overhead.py 2>/dev/null   # full run; bars go to stderr
     .venv/bin/python benchmarks/loop_overhead.py --quick       # smoke run
@@ -28,6 +30,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
 from rendered_project import ROOT, import_project, render_project
 from torch import nn
+from tqdm import tqdm
 
 SCRATCH = ROOT / ".scratch" / "benchmarks"
 PROJECT_MODULES = ("config", "engine", "features", "loggers", "optim", "runtime", "trainer")
@@ -47,6 +50,7 @@ class Case:
     """One model and its data, with a freshly initialised copy of the model for each loop."""
 
     name: str
+    data: str  # "loader" or "cached"
     project: dict
     config: argparse.Namespace
     training: object  # the generated trainer's Training
@@ -80,7 +84,8 @@ def build_case(name: str, project: dict, epochs: int, cached: bool) -> Case:
     if cached:
         training.train_loader = CachedBatches(list(training.train_loader) * CACHED_PASSES)
     batches = len(training.train_loader)  # the training loader drops the last partial batch
-    return Case(name, project, config, training, batches * config.batch_size)
+    data = "cached" if cached else "loader"
+    return Case(name, data, project, config, training, batches * config.batch_size)
 
 
 def generated_loop(case: Case) -> Callable[[], None]:
@@ -226,7 +231,8 @@ def measure(case: Case, repeats: int) -> None:
             if loop == "lightning":
                 case.lightning_fit_seconds.append(wall)
         times = ", ".join(f"{loop} {case.seconds[loop][-1]:.2f} s" for loop in LOOPS)
-        print(f"{case.name} round {round_index + 1}/{repeats}: {times}", file=sys.stderr)
+        label = f"{case.name} ({case.data})"
+        print(f"{label} round {round_index + 1}/{repeats}: {times}", file=sys.stderr)
 
 
 def samples_per_second(case: Case, loop: str) -> list[float]:
@@ -244,13 +250,14 @@ def paired_ratio(case: Case, loop: str, reference: str) -> float:
 
 
 def table(cases: list[Case]) -> str:
-    header = "| model | loop | samples/s (median) | min-max | ratio to bare |"
-    lines = [header, "| --- | --- | ---: | ---: | ---: |"]
+    header = "| model | data | loop | samples/s (median) | min-max | ratio to bare |"
+    lines = [header, "| --- | --- | --- | ---: | ---: | ---: |"]
     for case in cases:
         for loop in LOOPS:
             rates = samples_per_second(case, loop)
             cells = [
                 case.name,
+                case.data,
                 loop,
                 f"{statistics.median(rates):.0f}",
                 f"{min(rates):.0f}-{max(rates):.0f}",
@@ -264,17 +271,18 @@ def verdict(case: Case) -> list[str]:
     """The product's bars, judged on the small CNN."""
     to_bare = paired_ratio(case, "generated", "bare")
     to_lightning = paired_ratio(case, "generated", "lightning")
+    label = f"{case.name}, {case.data}"
     return [
-        f"bar generated >= {GENERATED_TO_BARE_BAR}x bare ({case.name}): "
+        f"bar generated >= {GENERATED_TO_BARE_BAR}x bare ({label}): "
         f"{'HOLDS' if to_bare >= GENERATED_TO_BARE_BAR else 'MISSED'} ({to_bare:.3f}x)",
-        f"bar generated >= Lightning ({case.name}): "
+        f"bar generated >= Lightning ({label}): "
         f"{'HOLDS' if to_lightning >= 1 else 'MISSED'} ({to_lightning:.3f}x)",
     ]
 
 
 def lightning_fit_note(cases: list[Case]) -> str:
     parts = [
-        f"{case.name} {statistics.median(case.lightning_fit_seconds):.2f} s "
+        f"{case.name} ({case.data}) {statistics.median(case.lightning_fit_seconds):.2f} s "
         f"(epoch alone {statistics.median(case.seconds['lightning']):.2f} s)"
         for case in cases
     ]
@@ -303,6 +311,74 @@ def machine_line() -> str:
     )
 
 
+def per_call_microseconds(call: Callable[[], object], calls: int = 2000) -> float:
+    call()  # warm-up
+    started = time.perf_counter()
+    for _ in range(calls):
+        call()
+    return (time.perf_counter() - started) / calls * 1e6
+
+
+def step_extras(case: Case) -> dict[str, float]:
+    """Microseconds per optimizer step of each piece of host work the generated step adds to
+    a bare one, each timed alone on the case's real tensors."""
+    engine, training = case.project["engine"], case.training
+    runtime = case.project["runtime"].Runtime(torch.device("cpu"))
+    optimisation = copy.deepcopy(training.optimisation)
+    images, targets = training.train_loader[0]
+    with torch.no_grad():
+        logits = training.model(images)
+    loss = optimisation.criterion(logits, targets)
+    sums = torch.zeros(3)
+    progress = engine.Progress()
+    batches = len(training.train_loader)
+    log_every = case.config.log_every
+
+    def contexts() -> None:
+        with runtime.gradient_sync(training.model, enabled=True):
+            with optimisation.precision.autocast():
+                pass
+
+    with open(os.devnull, "w") as devnull:
+        bar_items = tqdm(range(100_000), file=devnull, mininterval=0.1)
+        bar = iter(bar_items)
+        extras = {
+            "progress bar (tqdm, per batch)": per_call_microseconds(lambda: next(bar)),
+            "running sums on the device (accumulate)": per_call_microseconds(
+                lambda: engine.accumulate(sums, loss, logits, targets)
+            ),
+            "accumulation group size, update test": per_call_microseconds(
+                lambda: engine.micro_batches_in_group(7, batches, 1)
+            ),
+            "gradient_sync + autocast contexts (no-ops here)": per_call_microseconds(contexts),
+            "LR schedule (LambdaLR.step)": per_call_microseconds(optimisation.scheduler.step),
+            "stop-request check": per_call_microseconds(lambda: runtime.any_rank(False)),
+            f"read running means + bar text, every {log_every} steps": per_call_microseconds(
+                lambda: (
+                    engine.read_running_means(sums, progress),
+                    bar_items.set_postfix(loss="0.1234", lr="1.00e-03"),
+                )
+            )
+            / log_every,
+        }
+        bar_items.close()
+    return extras
+
+
+def breakdown_table(case: Case) -> str:
+    """Host work per step: the pieces the generated step adds, against the measured gap."""
+    steps = case.samples_per_epoch / case.config.batch_size
+    bare = statistics.median(case.seconds["bare"]) / steps * 1e6
+    generated = statistics.median(case.seconds["generated"]) / steps * 1e6
+    extras = step_extras(case)
+    lines = [f"per-step host work, {case.name} ({case.data}), microseconds per optimizer step:"]
+    lines += ["| part | us/step |", "| --- | ---: |"]
+    lines += [f"| {part} | {value:.1f} |" for part, value in extras.items()]
+    lines.append(f"| sum of the parts | {sum(extras.values()):.1f} |")
+    lines.append(f"| measured step: bare / generated (median) | {bare:.0f} / {generated:.0f} |")
+    return "\n".join(lines)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds per model")
@@ -310,8 +386,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--cached-batches",
         action="store_true",
-        help=f"collate one epoch once and time {CACHED_PASSES} passes over it: the loops' cost "
-        "without the data pipeline's time and noise",
+        help=f"only the cached mode: one epoch collated once, {CACHED_PASSES} passes over it per "
+        "timed epoch (the loops' cost without the data pipeline's time and noise)",
     )
     parser.add_argument(
         "--models", nargs="+", choices=tuple(CASES), default=list(CASES), help="cases to run"
@@ -332,26 +408,30 @@ def main() -> None:
     project = import_project(render_project(SCRATCH / "project", SCRATCH), PROJECT_MODULES)
     load_before = os.getloadavg()[0]
     cases = []
-    passes = CACHED_PASSES if args.cached_batches else 1
+    modes = (True,) if args.cached_batches else (False, True)
     for name in args.models:
-        case = build_case(name, project, (args.repeats + 1) * passes, args.cached_batches)
-        measure(case, args.repeats)
-        cases.append(case)
+        for cached in modes:
+            passes = CACHED_PASSES if cached else 1
+            case = build_case(name, project, (args.repeats + 1) * passes, cached)
+            measure(case, args.repeats)
+            cases.append(case)
     print()
     print(f"machine: {machine_line()}")
     load_after = os.getloadavg()[0]
     print(f"1-minute load average: {load_before:.2f} at the start, {load_after:.2f} at the end")
-    data = "the generated DataLoader (num_workers 0)"
-    if args.cached_batches:
-        data = f"one epoch's batches collated once, {passes} passes per timed epoch"
     print(f"{args.repeats} interleaved rounds after a warm-up epoch per loop; fp32, batch 64")
-    print(f"data: {data}")
+    print("data: loader = the generated DataLoader (num_workers 0); cached = one epoch's batches")
+    print(f"collated once, {CACHED_PASSES} passes per timed epoch")
     print(table(cases))
     print("ratio to bare: median over rounds of the round's bare epoch time / this loop's")
     print(lightning_fit_note(cases))
     for case in cases:
         if case.name == "simple_cnn":
             print("\n".join(verdict(case)))
+    cached_cnn = [case for case in cases if case.name == "simple_cnn" and case.data == "cached"]
+    if cached_cnn:
+        print()
+        print(breakdown_table(cached_cnn[0]))
 
 
 if __name__ == "__main__":

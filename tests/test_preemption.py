@@ -79,7 +79,10 @@ def test_signal_saves_mid_epoch_and_resume_is_exact(render, preloaded_python, tm
     assert stopped["batches_done"] > 0  # inside an epoch
     resumed = run_command([*command, "--name", "cut", "--resume", "auto"], project)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"after {stopped['batches_done']} batches" in resumed.stderr
+    assert (
+        f"in epoch {stopped['epoch'] + 1} after {stopped['batches_done']} batches" in resumed.stderr
+    )
+    assert "Logging error" not in resumed.stderr
 
     assert_same_run(tmp_path / "straight", tmp_path / "cut")
 

@@ -43,6 +43,7 @@ def test_combination_trains_on_cpu(render, preloaded_python, combo, tmp_path):
     assert [record["epoch"] for record in records] == [1, 2]
     assert all(0.0 <= record["val_acc"] <= 1.0 for record in records)
     log = result.stderr
+    assert "Traceback" not in log and "Logging error" not in log
     if uses_ddp(combo):
         assert "world size 2" in log
     weights = torch.load(run_dir / "last.pt", weights_only=True)["model"]

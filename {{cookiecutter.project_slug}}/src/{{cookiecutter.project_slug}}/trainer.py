@@ -75,7 +75,7 @@ def start_and_fit(
     training = build_training(config, runtime, log)
     if state is not None:
         restore_run_state(training, state, resume_from, runtime.rank)
-        log.info("resumed from %s at epoch %d, step %d", resume_from, *resume_point(state))
+        log.info("resumed from %s in epoch %s, step %d", resume_from, *resume_point(state))
     loggers = ExperimentLoggers([])
     if runtime.is_main:  # only once set-up succeeded: a run that cannot start leaves nothing
         open_run_folder(config, run_dir, state is None, log)
