@@ -180,8 +180,8 @@ def generated_loader(project: dict, folder: Path, workers: int) -> DataLoader:
     argv = ["--dataset", "image_folder", "--data-dir", str(folder)]
     argv += ["--batch-size", str(BATCH_SIZE), "--num-workers", str(workers)]
     config = project["config"].parse_config(argv)
-    splits, spec = data.build_datasets(config)
-    train, _ = data.build_loaders(splits["train"], splits["val"], spec, config, 0, 1, False)
+    splits, spec = data.build_datasets(config.data)
+    train, _ = data.build_loaders(splits["train"], splits["val"], spec, config.data, 0, 1, False)
     return train
 
 
@@ -429,7 +429,7 @@ def training_rates(
     argv += ["--image-size", str(image_size), "--num-workers", str(workers)]
     argv += ["--device", "cpu", "--output-dir", str(SCRATCH / "runs")]
     config = project["config"].parse_config(argv)
-    runtime.seed_everything(config.seed, config.deterministic)
+    runtime.seed_everything(config.run.seed, config.run.deterministic)
     quiet = logging.getLogger("benchmark")
     quiet.setLevel(logging.WARNING)
     cpu = runtime.Runtime(torch.device("cpu"))
@@ -444,7 +444,7 @@ def training_rates(
             training.optimisation,
             training.progress,
             cpu,
-            config.log_every,
+            config.run.log_every,
             lambda values, step: None,
             show_progress=False,
         )

@@ -52,7 +52,7 @@ class Case:
     name: str
     data: str  # "loader" or "cached"
     project: dict
-    config: argparse.Namespace
+    config: object  # the generated Config
     training: object  # the generated trainer's Training
     samples_per_epoch: int
     seconds: dict[str, list[float]] = field(default_factory=lambda: {loop: [] for loop in LOOPS})
@@ -76,7 +76,7 @@ def build_case(name: str, project: dict, epochs: int, cached: bool) -> Case:
     run_dir = SCRATCH / "runs"
     argv = [*CASES[name], "--device", "cpu", "--epochs", str(epochs), "--output-dir", str(run_dir)]
     config = project["config"].parse_config(argv)
-    runtime.seed_everything(config.seed, config.deterministic)
+    runtime.seed_everything(config.run.seed, config.run.deterministic)
     quiet = logging.getLogger("benchmark")
     quiet.setLevel(logging.WARNING)
     cpu = runtime.Runtime(torch.device("cpu"))
@@ -85,7 +85,7 @@ def build_case(name: str, project: dict, epochs: int, cached: bool) -> Case:
         training.train_loader = CachedBatches(list(training.train_loader) * CACHED_PASSES)
     batches = len(training.train_loader)  # the training loader drops the last partial batch
     data = "cached" if cached else "loader"
-    return Case(name, data, project, config, training, batches * config.batch_size)
+    return Case(name, data, project, config, training, batches * config.data.batch_size)
 
 
 def generated_loop(case: Case) -> Callable[[], None]:
@@ -105,7 +105,7 @@ def generated_loop(case: Case) -> Callable[[], None]:
             training.optimisation,
             training.progress,
             cpu,
-            case.config.log_every,
+            case.config.run.log_every,
             loggers.log_step,
             show_progress=True,  # a run on a terminal shows its bar unless --no-progress
         )
@@ -117,7 +117,7 @@ def generated_loop(case: Case) -> Callable[[], None]:
 def bare_loop(case: Case) -> Callable[[], None]:
     """The floor: to(device), forward, loss, backward, step, zero_grad; nothing else."""
     model = fresh_model(case)
-    optimizer = case.project["optim"].build_optimizer(model, case.config)
+    optimizer = case.project["optim"].build_optimizer(model, case.config.optim)
     loss_fn = nn.CrossEntropyLoss()
     loader, device = case.training.train_loader, torch.device("cpu")
 
@@ -173,8 +173,8 @@ def lightning_loop(case: Case) -> Callable[[], float]:
     """
     model = fresh_model(case)
     optim = case.project["optim"]
-    optimizer = optim.build_optimizer(model, case.config)
-    scheduler = optim.build_scheduler(optimizer, case.config, len(case.training.train_loader))
+    optimizer = optim.build_optimizer(model, case.config.optim)
+    scheduler = optim.build_scheduler(optimizer, case.config.optim, len(case.training.train_loader))
     module = Classifier(model, optimizer, scheduler)
 
     def run_epoch() -> float:
@@ -184,7 +184,7 @@ def lightning_loop(case: Case) -> Callable[[], float]:
             devices=1,
             max_epochs=1,
             enable_checkpointing=False,
-            log_every_n_steps=case.config.log_every,  # the generated --log-every (default 20)
+            log_every_n_steps=case.config.run.log_every,  # the generated --log-every (default 20)
             default_root_dir=SCRATCH / "lightning",
             enable_model_summary=False,  # printed before the epoch, outside the timing
             callbacks=[TQDMProgressBar(), timer],
@@ -332,7 +332,7 @@ def step_extras(case: Case) -> dict[str, float]:
     sums = torch.zeros(3)
     progress = engine.Progress()
     batches = len(training.train_loader)
-    log_every = case.config.log_every
+    log_every = case.config.run.log_every
 
     def contexts() -> None:
         with runtime.gradient_sync(training.model, enabled=True):
@@ -367,7 +367,7 @@ def step_extras(case: Case) -> dict[str, float]:
 
 def breakdown_table(case: Case) -> str:
     """Host work per step: the pieces the generated step adds, against the measured gap."""
-    steps = case.samples_per_epoch / case.config.batch_size
+    steps = case.samples_per_epoch / case.config.data.batch_size
     bare = statistics.median(case.seconds["bare"]) / steps * 1e6
     generated = statistics.median(case.seconds["generated"]) / steps * 1e6
     extras = step_extras(case)

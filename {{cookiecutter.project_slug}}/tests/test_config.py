@@ -1,17 +1,33 @@
+import dataclasses
 import re
 import subprocess
 import sys
 
 import pytest
 
-from {{ cookiecutter.project_slug }}.config import build_parser, parse_config
+from {{ cookiecutter.project_slug }}.config import build_parser, config_yaml, parse_config
 
 
 def test_yaml_supplies_defaults_and_flags_win(tmp_path):
     config_file = tmp_path / "config.yaml"
     config_file.write_text("epochs: 7\nlr: 0.01\nmodel: mlp\n")
     config = parse_config(["--config", str(config_file), "--lr", "0.5"])
-    assert (config.epochs, config.lr, config.model) == (7, 0.5, "mlp")
+    assert (config.run.epochs, config.optim.lr, config.model.model) == (7, 0.5, "mlp")
+
+
+def test_a_runs_config_yaml_is_a_config_file(tmp_path):
+    """config.yaml in a run folder holds every flag's value and is accepted by --config."""
+    saved = parse_config(["--epochs", "3", "--lr", "0.02", "--name", "first"])
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(config_yaml(saved))
+    assert parse_config(["--config", str(config_file)]) == saved
+
+
+def test_config_is_frozen_and_grouped():
+    config = parse_config(["--batch-size", "32", "--epochs", "4"])
+    assert config.data.batch_size == 32 and config.optim.epochs == config.run.epochs == 4
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.optim.lr = 1.0
 
 
 @pytest.mark.parametrize(

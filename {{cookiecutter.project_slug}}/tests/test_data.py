@@ -1,11 +1,10 @@
-import argparse
 import pickle
 
 import numpy as np
 import pytest
 import torch
 
-from {{ cookiecutter.project_slug }}.config import parse_config
+from {{ cookiecutter.project_slug }}.config import DataConfig, parse_config
 from {{ cookiecutter.project_slug }}.data import (
     BatchCollator,
     SeededAugmentation,
@@ -17,8 +16,8 @@ from {{ cookiecutter.project_slug }}.data import (
 from {{ cookiecutter.project_slug }}.errors import UserError
 
 
-def config_for(*flags: str) -> argparse.Namespace:
-    return parse_config(["--image-size", "16", *flags])
+def config_for(*flags: str) -> DataConfig:
+    return parse_config(["--image-size", "16", *flags]).data
 
 
 def test_digits_split_is_deterministic_and_disjoint():

@@ -30,7 +30,7 @@ def image_folder(root, *flags: str):
     config = parse_config(
         ["--dataset", "image_folder", "--data-dir", str(root), "--image-size", "16", *flags]
     )
-    return build_datasets(config)
+    return build_datasets(config.data)
 
 
 def split_sizes(splits: dict) -> dict:

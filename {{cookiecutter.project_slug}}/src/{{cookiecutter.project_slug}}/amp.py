@@ -1,8 +1,8 @@
 """--amp: autocast in bfloat16 or float16, plus a GradScaler for float16."""
 
-import argparse
 import logging
 import warnings
+from collections.abc import Mapping
 
 import torch
 
@@ -48,10 +48,11 @@ class MixedPrecision(FullPrecision):
 
 @register_precision
 def build_mixed_precision(
-    config: argparse.Namespace, device: torch.device, log: logging.Logger
+    feature_flags: Mapping[str, object], device: torch.device, log: logging.Logger
 ) -> MixedPrecision | None:
-    if not config.amp:
+    if not feature_flags["amp"]:
         return None
-    scaler_note = " with GradScaler" if config.amp_dtype == "float16" else ""
-    log.info("mixed precision: autocast %s%s", config.amp_dtype, scaler_note)
-    return MixedPrecision(config.amp_dtype, device)
+    dtype_name = feature_flags["amp_dtype"]
+    scaler_note = " with GradScaler" if dtype_name == "float16" else ""
+    log.info("mixed precision: autocast %s%s", dtype_name, scaler_note)
+    return MixedPrecision(dtype_name, device)

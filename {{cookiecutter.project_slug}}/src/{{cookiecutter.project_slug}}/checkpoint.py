@@ -1,6 +1,5 @@
 """Atomic checkpoints that load with torch.load(weights_only=True) and resume exactly."""
 
-import argparse
 import os
 import random
 import time
@@ -10,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import config_to_dict
+from .config import Config
 from .data import image_size_of
 from .engine import Training
 from .errors import UserError
@@ -74,7 +73,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def save_run_state(
     training: Training,
-    config: argparse.Namespace,
+    config: Config,
     runtime: Runtime,
     logger_state: dict,
     paths: list[Path],
@@ -96,27 +95,30 @@ def save_run_state(
         "partial_sums": [partial_sums for _, partial_sums in rank_states],
         "rng": [rng for rng, _ in rank_states],
         "early_stopping": training.stopper.state_dict(),
-        "monitor": config.monitor,
+        "monitor": config.run.monitor,
         "best_metric": training.stopper.best,
         "loggers": logger_state,
-        "config": config_to_dict(config),
+        "config": config.to_dict(),
         "data_spec": training.spec.to_dict(),
     }
     for path in paths:
         atomic_save(state, path)
 
 
-def load_resumable(path: Path, config: argparse.Namespace) -> dict:
+def load_resumable(path: Path, config: Config) -> dict:
     """The run state to resume from, refused before any data is read if it cannot fit."""
     state = load_checkpoint(path)
     saved = state["config"]
+    current = {
+        "dataset": config.data.dataset,
+        "model": config.model.model,
+        "optimizer": config.optim.optimizer,
+    }
     differences = [
-        f"--{flag.replace('_', '-')} {saved.get(flag)}"
-        for flag in ("dataset", "model", "optimizer")
-        if saved.get(flag) != getattr(config, flag)
+        f"--{flag} {saved.get(flag)}" for flag, value in current.items() if saved.get(flag) != value
     ]
     saved_size = state["data_spec"]["image_size"]
-    if saved_size != image_size_of(config):
+    if saved_size != image_size_of(config.data):
         differences.append(f"--image-size {saved_size}")
     if differences:
         raise UserError(

@@ -1,10 +1,16 @@
-"""Command-line and YAML configuration for training.
+"""Command-line and YAML configuration for training: flags in, a frozen Config out.
 
-This module imports no torch, so `--help` and mistakes in flags are answered instantly.
+Config holds one group per concern (data, model, optimisation, run) plus the chosen features'
+flags; each module receives the group it needs. This module imports no torch, so `--help`
+and mistakes in flags are answered instantly.
 """
 
 import argparse
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import yaml
 
@@ -35,6 +41,114 @@ INIT_SCHEMES = (
     "orthogonal",
     "normal",
 )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What to train on, and how images become batches."""
+
+    dataset: str
+    data_dir: Path | None
+    download: bool
+    image_size: int | None
+    crop_ratio: float
+    val_fraction: float
+    fake_samples: int
+    fake_classes: int
+    skip_bad_images: bool
+    num_workers: int | None
+    mixup_alpha: float
+    cutmix_alpha: float
+    batch_size: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model: str
+    init: str
+    pretrained: bool
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The optimizer, its schedule over the run, and the training loss."""
+
+    optimizer: str
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    scheduler: str
+    step_size: int
+    gamma: float
+    min_lr: float
+    warmup_epochs: int | None
+    warmup_steps: int | None
+    accum_steps: int
+    clip_grad_norm: float | None
+    label_smoothing: float
+    epochs: int
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How long a run lasts, where it writes, and what it watches."""
+
+    epochs: int
+    stop_after_epochs: int | None
+    max_minutes: float | None
+    seed: int
+    deterministic: bool
+    device: str
+    output_dir: Path
+    name: str
+    resume: str | None
+    log_every: int
+    no_progress: bool
+    patience: int
+    min_delta: float
+    monitor: str
+    mode: str
+
+
+GROUPS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "run": RunConfig}
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig
+    model: ModelConfig
+    optim: OptimConfig
+    run: RunConfig
+    features: Mapping[str, object]  # the chosen features' flags (features.py), by name
+
+    @classmethod
+    def from_flags(cls, values: Mapping[str, object]) -> "Config":
+        """From flag values by name (argparse's, or a checkpoint's to_dict())."""
+        groups = {
+            name: group(**{field.name: values[field.name] for field in dataclasses.fields(group)})
+            for name, group in GROUPS.items()
+        }
+        grouped = {field.name for group in GROUPS.values() for field in dataclasses.fields(group)}
+        features = {key: value for key, value in values.items() if key not in grouped}
+        return cls(**groups, features=MappingProxyType(features))
+
+    def to_dict(self) -> dict:
+        """Every flag's value by name, as plain data (config.yaml, weights_only checkpoints)."""
+        values = {}
+        for name in GROUPS:
+            values.update(dataclasses.asdict(getattr(self, name)))
+        values.update(self.features)
+        return {
+            key: str(value) if isinstance(value, Path) else value for key, value in values.items()
+        }
+
+
+def config_yaml(config: Config) -> str:
+    """A run's config.yaml: every flag that has a value, readable back with --config."""
+    values = {key: value for key, value in config.to_dict().items() if value is not None}
+    return yaml.safe_dump(values, sort_keys=False)
 
 
 def build_parser() -> ConfigParser:
@@ -204,17 +318,29 @@ def build_parser() -> ConfigParser:
     return parser
 
 
-def parse_config(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_config(argv: list[str] | None = None) -> Config:
     """Parse flags over the YAML defaults and check the combinations argparse cannot."""
     parser = build_parser()
     pre_args, _ = parser.parse_known_args(argv)
     if pre_args.config is not None:
         parser.set_defaults(**load_yaml_defaults(parser, pre_args.config))
-    config = parser.parse_args(argv)
-    check_combinations(parser, config)
-    if config.name is None:
-        config.name = default_run_name(config)
-    return config
+    flags = parser.parse_args(argv)
+    check_combinations(parser, flags)
+    if flags.name is None:
+        flags.name = default_run_name(flags)
+    del flags.config  # read already; a run's config.yaml holds the values themselves
+    return Config.from_flags(vars(flags))
+
+
+def saved_config(values: Mapping[str, object]) -> Config:
+    """The Config a checkpoint saved; flags added since then take their defaults."""
+    defaults = vars(build_parser().parse_args([]))
+    del defaults["config"]
+    restored = {**defaults, **values}
+    for key in ("data_dir", "output_dir"):
+        if restored[key] is not None:
+            restored[key] = Path(restored[key])
+    return Config.from_flags({key: restored[key] for key in defaults})
 
 
 def default_run_name(config: argparse.Namespace) -> str:
@@ -303,10 +429,3 @@ def check_combinations(parser: ConfigParser, config: argparse.Namespace) -> None
         parser.error(f"--min-lr {config.min_lr:g} is above --lr {config.lr:g}: lower --min-lr")
     for feature in FEATURES:
         feature.check(config, parser)
-
-
-def config_to_dict(config: argparse.Namespace) -> dict:
-    """The config as plain data (for YAML files and weights_only checkpoints)."""
-    return {
-        key: str(value) if isinstance(value, Path) else value for key, value in vars(config).items()
-    }

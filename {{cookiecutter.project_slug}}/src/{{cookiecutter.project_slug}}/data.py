@@ -1,6 +1,5 @@
 """Datasets, transforms, batch collation and DataLoaders."""
 
-import argparse
 import itertools
 import logging
 import os
@@ -21,6 +20,7 @@ from torch.utils.data import (
 from torchvision import datasets, tv_tensors
 from torchvision.transforms import v2
 
+from .config import DataConfig
 from .errors import UserError
 from .image_files import load_rgb
 from .image_folder import available_cores, read_image_folder
@@ -282,9 +282,7 @@ def photo_transforms(image_size: int, resize_size: int, mean, std) -> tuple[v2.C
     return v2.Compose(train + to_float), v2.Compose(evaluation + to_float)
 
 
-def build_datasets(
-    config: argparse.Namespace, augment: bool = True
-) -> tuple[dict[str, Dataset], DataSpec]:
+def build_datasets(config: DataConfig, augment: bool = True) -> tuple[dict[str, Dataset], DataSpec]:
     """The "train", "val" (and "test") datasets and the spec.
 
     augment=False gives the train split the eval transforms (for scoring every image).
@@ -298,17 +296,17 @@ def build_datasets(
     return builders[config.dataset](config, augment)
 
 
-def image_size_of(config: argparse.Namespace) -> int:
+def image_size_of(config: DataConfig) -> int:
     return config.image_size or NATIVE_IMAGE_SIZE.get(config.dataset, DEFAULT_PHOTO_SIZE)
 
 
-def small_image_spec(config: argparse.Namespace, class_names, in_channels: int) -> DataSpec:
+def small_image_spec(config: DataConfig, class_names, in_channels: int) -> DataSpec:
     mean, std = NORMALIZATION[config.dataset]
     image_size = image_size_of(config)
     return DataSpec(tuple(class_names), in_channels, image_size, mean, std, image_size)
 
 
-def transforms_for(config: argparse.Namespace, spec: DataSpec, augment: bool) -> tuple:
+def transforms_for(config: DataConfig, spec: DataSpec, augment: bool) -> tuple:
     if config.dataset == "image_folder":
         pair = photo_transforms(spec.image_size, spec.resize_size, spec.mean, spec.std)
     else:
@@ -318,7 +316,7 @@ def transforms_for(config: argparse.Namespace, spec: DataSpec, augment: bool) ->
     return (train_tf if augment else eval_tf), eval_tf
 
 
-def digits_datasets(config: argparse.Namespace, augment: bool):
+def digits_datasets(config: DataConfig, augment: bool):
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -334,7 +332,7 @@ def digits_datasets(config: argparse.Namespace, augment: bool):
     return splits, spec
 
 
-def fake_datasets(config: argparse.Namespace, augment: bool):
+def fake_datasets(config: DataConfig, augment: bool):
     spec = small_image_spec(config, [str(i) for i in range(config.fake_classes)], 3)
     train_tf, eval_tf = transforms_for(config, spec, augment)
     shape = (3, spec.image_size, spec.image_size)
@@ -347,7 +345,7 @@ def fake_datasets(config: argparse.Namespace, augment: bool):
     return {"train": train, "val": val}, spec
 
 
-def cifar10_datasets(config: argparse.Namespace, augment: bool):
+def cifar10_datasets(config: DataConfig, augment: bool):
     # The class names are known once the files are read; the transforms need only the sizes.
     spec = small_image_spec(config, (), 3)
     train_tf, eval_tf = transforms_for(config, spec, augment)
@@ -369,7 +367,7 @@ def cifar10_datasets(config: argparse.Namespace, augment: bool):
     return {"train": train, "val": val}, replace(spec, class_names=tuple(train.classes))
 
 
-def image_folder_datasets(config: argparse.Namespace, augment: bool):
+def image_folder_datasets(config: DataConfig, augment: bool):
     folder = read_image_folder(
         Path(config.data_dir), config.val_fraction, config.seed, config.skip_bad_images
     )
@@ -404,7 +402,7 @@ def build_loaders(
     train: Dataset,
     val: Dataset,
     spec: DataSpec,
-    config: argparse.Namespace,
+    config: DataConfig,
     rank: int,
     world_size: int,
     pin_memory: bool,

@@ -1,12 +1,12 @@
 """--dp: single-process nn.DataParallel over every visible GPU."""
 
-import argparse
 import logging
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .config import Config
 from .runtime import Runtime, TrainFunction, register_launcher, resolve_device
 
 
@@ -31,8 +31,8 @@ class DataParallelRuntime(Runtime):
 
 
 @register_launcher
-def launch_data_parallel(config: argparse.Namespace, train: TrainFunction) -> bool:
-    if not config.dp:
+def launch_data_parallel(config: Config, train: TrainFunction) -> bool:
+    if not config.features["dp"]:
         return False
-    train(config, DataParallelRuntime(resolve_device(config.device, 0)))
+    train(config, DataParallelRuntime(resolve_device(config.run.device, 0)))
     return True

@@ -1,6 +1,5 @@
 """DistributedDataParallel under torchrun: process group, wrapping and collectives."""
 
-import argparse
 import logging
 import os
 from contextlib import AbstractContextManager, nullcontext
@@ -11,6 +10,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .config import Config
 from .runtime import (
     Runtime,
     TrainFunction,
@@ -24,12 +24,12 @@ def launched_by_torchrun() -> bool:
 
 
 @register_launcher
-def launch_distributed(config: argparse.Namespace, train: TrainFunction) -> bool:
+def launch_distributed(config: Config, train: TrainFunction) -> bool:
     """Train in the process group of the torchrun launch this process belongs to."""
     if not launched_by_torchrun():
         return False
     local_rank = int(os.environ["LOCAL_RANK"])
-    device = resolve_device(config.device, local_rank)
+    device = resolve_device(config.run.device, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

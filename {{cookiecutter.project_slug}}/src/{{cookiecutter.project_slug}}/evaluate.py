@@ -1,6 +1,7 @@
 """`python -m {{ cookiecutter.project_slug }}.evaluate`: score a checkpoint on a split."""
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint, load_model_weights
+from .config import DataConfig, saved_config
 from .data import DataSpec, all_images, build_datasets
 from .engine import evaluate
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
@@ -37,24 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def chosen_split(args: argparse.Namespace, config: argparse.Namespace) -> str:
+def chosen_split(args: argparse.Namespace, data: DataConfig) -> str:
     if args.split is not None:
         return args.split
     folder_without_splits = (
         args.data_dir is not None
-        and config.dataset == "image_folder"
+        and data.dataset == "image_folder"
         and not has_split_folders(args.data_dir)
     )
     return "all" if folder_without_splits else "val"
 
 
-def split_dataset(splits: dict, split: str, config: argparse.Namespace):
+def split_dataset(splits: dict, split: str, data: DataConfig):
     if split == "all":
         return all_images(splits)
     if split not in splits:
-        where = "" if config.data_dir is None else f" in {config.data_dir}"
+        where = "" if data.data_dir is None else f" in {data.data_dir}"
         raise UserError(
-            f"{config.dataset} data{where} has no {split} split "
+            f"{data.dataset} data{where} has no {split} split "
             f"(it has {', '.join(sorted(splits))}): pass --split val or --split all"
         )
     return splits[split]
@@ -76,22 +78,23 @@ def check_same_classes(data: DataSpec, trained: DataSpec, checkpoint: Path) -> N
 
 def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     checkpoint = load_checkpoint(args.checkpoint)
-    config = argparse.Namespace(**checkpoint["config"])
+    config = saved_config(checkpoint["config"])
+    data = config.data
     if args.data_dir is not None:
-        config.data_dir = args.data_dir
-    split = chosen_split(args, config)
-    splits, spec = build_datasets(config, augment=False)
+        data = dataclasses.replace(data, data_dir=args.data_dir)
+    split = chosen_split(args, data)
+    splits, spec = build_datasets(data, augment=False)
     trained = DataSpec.from_dict(checkpoint["data_spec"])
     check_same_classes(spec, trained, args.checkpoint)
-    dataset = split_dataset(splits, split, config)
-    model = build_model(config.model, trained)
+    dataset = split_dataset(splits, split, data)
+    model = build_model(config.model.model, trained)
     load_model_weights(model, checkpoint, args.checkpoint)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size)
     results = evaluate(model, loader, spec.num_classes, torch.device("cpu"))
     return {
         "checkpoint": str(args.checkpoint),
-        "data_dir": None if config.data_dir is None else str(config.data_dir),
-        "dataset": config.dataset,
+        "data_dir": None if data.data_dir is None else str(data.data_dir),
+        "dataset": data.dataset,
         "split": split,
         "images": len(dataset),
         "classes": list(spec.class_names),

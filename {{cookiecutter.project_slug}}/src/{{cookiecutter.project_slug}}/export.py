@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, load_model_weights
+from .config import Config
 from .data import DataSpec
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
 from .flags import ConfigParser
@@ -129,10 +130,8 @@ def export_checkpoint(
 class OnnxExport(RunLogger):
     """--export-onnx: the run's best.pt as <run folder>/model.onnx once training ends."""
 
-    def __init__(
-        self, run_dir: Path, config: argparse.Namespace, spec: DataSpec, resumed: dict | None
-    ) -> None:
-        self.output = run_dir / "model.onnx" if config.export_onnx else None
+    def __init__(self, run_dir: Path, config: Config, spec: DataSpec, resumed: dict | None) -> None:
+        self.output = run_dir / "model.onnx" if config.features["export_onnx"] else None
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:
         if self.output is not None:

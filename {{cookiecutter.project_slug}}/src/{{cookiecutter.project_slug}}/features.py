@@ -51,7 +51,7 @@ def add_amp_flags(parser: argparse.ArgumentParser) -> None:
 def check_amp_flags(config: argparse.Namespace, parser: flags.ConfigParser) -> None:
     if config.amp_dtype is not None and not config.amp:
         parser.error("--amp-dtype has no effect without --amp: add --amp or drop --amp-dtype")
-    if config.amp_dtype is None:
+    if config.amp and config.amp_dtype is None:
         config.amp_dtype = "bfloat16"
 
 

@@ -1,12 +1,13 @@
 """Optimizer with decay-free biases and norms, and the per-update LR schedule."""
 
-import argparse
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
+
+from .config import OptimConfig
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -21,7 +22,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def build_optimizer(model: nn.Module, config: argparse.Namespace) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
     groups = parameter_groups(model, config.weight_decay)
     if config.optimizer == "sgd":
         return torch.optim.SGD(
@@ -63,7 +64,7 @@ def updates_per_epoch(batches_per_epoch: int, accum_steps: int) -> int:
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: argparse.Namespace, batches_per_epoch: int
+    optimizer: torch.optim.Optimizer, config: OptimConfig, batches_per_epoch: int
 ) -> LambdaLR:
     per_epoch = updates_per_epoch(batches_per_epoch, config.accum_steps)
     total = per_epoch * config.epochs

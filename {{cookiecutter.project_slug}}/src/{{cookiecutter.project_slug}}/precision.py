@@ -1,9 +1,8 @@
 """The numeric precision of a training step: float32 unless a feature (mixed precision)
 registers a builder whose object answers the same calls."""
 
-import argparse
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
@@ -31,9 +30,9 @@ class FullPrecision:
         """Nothing to restore: float32 training keeps no state of its own."""
 
 
-# Each returns the precision --flags ask for, or None when they do not concern it.
+# Each gets the chosen features' flags and returns the precision they ask for, or None.
 PrecisionBuilder = Callable[
-    [argparse.Namespace, torch.device, logging.Logger], FullPrecision | None
+    [Mapping[str, object], torch.device, logging.Logger], FullPrecision | None
 ]
 PRECISION_BUILDERS: list[PrecisionBuilder] = []
 
@@ -44,10 +43,10 @@ def register_precision(builder: PrecisionBuilder) -> PrecisionBuilder:
 
 
 def build_precision(
-    config: argparse.Namespace, device: torch.device, log: logging.Logger
+    feature_flags: Mapping[str, object], device: torch.device, log: logging.Logger
 ) -> FullPrecision:
     for builder in PRECISION_BUILDERS:
-        precision = builder(config, device, log)
+        precision = builder(feature_flags, device, log)
         if precision is not None:
             return precision
     return FullPrecision()

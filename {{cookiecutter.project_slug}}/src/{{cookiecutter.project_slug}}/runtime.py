@@ -4,7 +4,6 @@
 own Runtime subclass, so the training loop reads the same whatever the launch.
 """
 
-import argparse
 import logging
 import os
 import random
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import Config
 from .errors import UserError
 
 
@@ -64,9 +64,9 @@ class Runtime:
         """Log whether every rank ends with the same weights."""
 
 
-TrainFunction = Callable[[argparse.Namespace, Runtime], None]
+TrainFunction = Callable[[Config, Runtime], None]
 # Returns False when it does not apply to this process; else trains and returns True.
-Launcher = Callable[[argparse.Namespace, TrainFunction], bool]
+Launcher = Callable[[Config, TrainFunction], bool]
 LAUNCHERS: list[Launcher] = []
 
 
@@ -75,12 +75,12 @@ def register_launcher(launcher: Launcher) -> Launcher:
     return launcher
 
 
-def launch(config: argparse.Namespace, train: TrainFunction) -> None:
+def launch(config: Config, train: TrainFunction) -> None:
     """Train under the registered launcher that applies, else in this one process."""
     for launcher in LAUNCHERS:
         if launcher(config, train):
             return
-    train(config, Runtime(resolve_device(config.device, 0)))
+    train(config, Runtime(resolve_device(config.run.device, 0)))
 
 
 def resolve_device(flag: str, local_rank: int) -> torch.device:

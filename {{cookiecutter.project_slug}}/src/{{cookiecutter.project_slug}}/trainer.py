@@ -1,13 +1,11 @@
 """A training run, top to bottom: launch, build, resume, the epoch loop, finish."""
 
-import argparse
 import functools
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
 from .checkpoint import (
@@ -17,7 +15,7 @@ from .checkpoint import (
     restore_run_state,
     save_run_state,
 )
-from .config import config_to_dict
+from .config import Config, RunConfig, config_yaml
 from .data import build_datasets, build_loaders
 from .early_stopping import EarlyStopping, resolve_mode
 from .engine import Optimisation, Progress, Training, evaluate, train_one_epoch
@@ -41,20 +39,20 @@ from .run_folder import continues_in_place, owned, resume_source
 from .runtime import Runtime, launch, seed_everything
 
 
-def train(config: argparse.Namespace) -> None:
+def train(config: Config) -> None:
     """Train under the launch that applies to this process (see runtime.launch)."""
     load_implementations()
     launch(config, run)
 
 
-def run(config: argparse.Namespace, runtime: Runtime) -> None:
+def run(config: Config, runtime: Runtime) -> None:
     """This process's part of a run: own the run folder, honour stop signals, fit."""
-    seed_everything(config.seed + runtime.rank, config.deterministic)
-    run_dir = config.output_dir / config.name
+    seed_everything(config.run.seed + runtime.rank, config.run.deterministic)
+    run_dir = config.run.output_dir / config.run.name
     log = console_logger(writes=runtime.is_main)
     try:
         with owned(run_dir, log) if runtime.is_main else nullcontext():
-            with stop_requests(config.max_minutes) as stop:
+            with stop_requests(config.run.max_minutes) as stop:
                 start_and_fit(config, runtime, run_dir, stop, log)
     except UserError as error:
         append_to_run_log(f"error: {user_message(error)}")
@@ -63,11 +61,9 @@ def run(config: argparse.Namespace, runtime: Runtime) -> None:
         close_log()
 
 
-def start_and_fit(
-    config: argparse.Namespace, runtime: Runtime, run_dir: Path, stop: StopRequest, log
-) -> None:
+def start_and_fit(config: Config, runtime: Runtime, run_dir: Path, stop: StopRequest, log) -> None:
     """Check what can be checked before any data is read, build, resume, then fit."""
-    resume_from = resume_source(run_dir, config.resume)
+    resume_from = resume_source(run_dir, config.run.resume)
     state = None if resume_from is None else load_resumable(resume_from, config)
     check_loggers_can_start(config)
     runtime.barrier()  # every rank checks the folder before rank 0 writes into it
@@ -85,34 +81,33 @@ def start_and_fit(
     fit(config, runtime, training, run_dir, loggers, stop, log)
 
 
-def build_training(config: argparse.Namespace, runtime: Runtime, log) -> Training:
-    splits, spec = build_datasets(config)
+def build_training(config: Config, runtime: Runtime, log) -> Training:
+    splits, spec = build_datasets(config.data)
     train_loader, val_loader = build_loaders(
         splits["train"],
         splits["val"],
         spec,
-        config,
+        config.data,
         runtime.rank,
         runtime.world_size,
         pin_memory=runtime.device.type == "cuda",
     )
-    model = build_model(config.model, spec, config.pretrained)
-    initialise_weights(model, config.init)
+    model = build_model(config.model.model, spec, config.model.pretrained)
+    initialise_weights(model, config.model.init)
     model.to(runtime.device)
     if runtime.is_main:
         log.info("model:\n%s", model_summary(model, spec, runtime.device))
-    optimizer = build_optimizer(model, config)
+    optimizer = build_optimizer(model, config.optim)
     optimisation = Optimisation(
         optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, config, len(train_loader)),
-        criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
-        accum_steps=config.accum_steps,
-        clip_grad_norm=config.clip_grad_norm,
-        precision=build_precision(config, runtime.device, log),
+        scheduler=build_scheduler(optimizer, config.optim, len(train_loader)),
+        criterion=nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing),
+        accum_steps=config.optim.accum_steps,
+        clip_grad_norm=config.optim.clip_grad_norm,
+        precision=build_precision(config.features, runtime.device, log),
     )
-    stopper = EarlyStopping(
-        config.patience, config.min_delta, resolve_mode(config.monitor, config.mode)
-    )
+    run = config.run
+    stopper = EarlyStopping(run.patience, run.min_delta, resolve_mode(run.monitor, run.mode))
     return Training(model, optimisation, stopper, Progress(), spec, train_loader, val_loader)
 
 
@@ -124,17 +119,17 @@ def resume_point(state: dict) -> tuple[str, int]:
     return epoch, state["global_step"]
 
 
-def open_run_folder(config: argparse.Namespace, run_dir: Path, is_new: bool, log) -> None:
+def open_run_folder(config: Config, run_dir: Path, is_new: bool, log) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     keep_log_in(run_dir)
     if is_new:
-        config_yaml = yaml.safe_dump(config_to_dict(config), sort_keys=False)
-        (run_dir / "config.yaml").write_text(config_yaml)
-        log.info("config:\n%s", config_yaml.rstrip())
+        text = config_yaml(config)
+        (run_dir / "config.yaml").write_text(text)
+        log.info("config:\n%s", text.rstrip())
 
 
 def fit(
-    config: argparse.Namespace,
+    config: Config,
     runtime: Runtime,
     training: Training,
     run_dir: Path,
@@ -148,17 +143,20 @@ def fit(
     if progress.global_step == 0:
         loggers.log_start(training.model, functools.cache(lambda: sample_batch(training)))
     started = time.perf_counter()
-    for epoch in range(progress.epoch, last_epoch(config, progress)):
-        training.train_loader.sampler.set_epoch(epoch, progress.batches_done * config.batch_size)
+    run = config.run
+    for epoch in range(progress.epoch, last_epoch(run, progress)):
+        training.train_loader.sampler.set_epoch(
+            epoch, progress.batches_done * config.data.batch_size
+        )
         train_stats = train_one_epoch(
             trained_model,
             training.train_loader,
             training.optimisation,
             progress,
             runtime,
-            config.log_every,
+            run.log_every,
             loggers.log_step,
-            show_progress=runtime.is_main and not config.no_progress,
+            show_progress=runtime.is_main and not run.no_progress,
             should_stop=lambda: runtime.any_rank(stop.requested()),
         )
         if train_stats is None:
@@ -179,29 +177,27 @@ def fit(
             training.optimisation.precision.autocast,
             keep_predictions=loggers_need_predictions(),  # a collective: every rank asks
         )
-        improved = training.stopper.update(val_stats[config.monitor])
+        improved = training.stopper.update(val_stats[run.monitor])
         progress.epoch = epoch + 1
         record = epoch_record(progress, train_stats, val_stats, training)
         loggers.log_validation(val_stats, progress.global_step)
         loggers.log_epoch(record, progress.global_step, training.model)
         paths = [run_dir / "last.pt", *([run_dir / "best.pt"] if improved else [])]
         save_run_state(training, config, runtime, loggers.state_dict(), paths)
-        log.info(epoch_line(record, config.epochs))
+        log.info(epoch_line(record, run.epochs))
         if runtime.rank0_decides(training.stopper.should_stop):
-            log.info(
-                "early stopping: %s has not improved for %d epochs", config.monitor, config.patience
-            )
+            log.info("early stopping: %s has not improved for %d epochs", run.monitor, run.patience)
             break
     runtime.check_replicas_agree(training.model, log)
     log.info("trained to epoch %d in %.1f s", progress.epoch, time.perf_counter() - started)
-    loggers.finish({config.monitor: training.stopper.best}, run_dir / "best.pt")
-    log.info("best %s %.4f; run folder %s", config.monitor, training.stopper.best, run_dir)
+    loggers.finish({run.monitor: training.stopper.best}, run_dir / "best.pt")
+    log.info("best %s %.4f; run folder %s", run.monitor, training.stopper.best, run_dir)
 
 
-def last_epoch(config: argparse.Namespace, progress: Progress) -> int:
-    if config.stop_after_epochs is None:
-        return config.epochs
-    return min(config.epochs, progress.epoch + config.stop_after_epochs)
+def last_epoch(run: RunConfig, progress: Progress) -> int:
+    if run.stop_after_epochs is None:
+        return run.epochs
+    return min(run.epochs, progress.epoch + run.stop_after_epochs)
 
 
 def sample_batch(training: Training) -> torch.Tensor:

@@ -1,11 +1,11 @@
 """Where metrics go: train.log and metrics.jsonl always, plus the chosen experiment trackers."""
 
-import argparse
 import logging
 import sys
 from logging.handlers import MemoryHandler
 from pathlib import Path
 
+from ..config import Config
 from ..data import DataSpec
 from . import metrics_file  # noqa: F401  (registers metrics.jsonl, kept by every run)
 from .base import LOGGER_TYPES, ExperimentLoggers
@@ -63,7 +63,7 @@ def formatted(handler: logging.Handler) -> logging.Handler:
 
 
 def build_loggers(
-    config: argparse.Namespace, run_dir: Path, spec: DataSpec, resumed: dict | None
+    config: Config, run_dir: Path, spec: DataSpec, resumed: dict | None
 ) -> ExperimentLoggers:
     """Every registered logger for this run; `resumed` is the checkpoint it continues in its
     own folder (None: a new run or a branch)."""
@@ -72,7 +72,7 @@ def build_loggers(
     )
 
 
-def check_loggers_can_start(config: argparse.Namespace) -> None:
+def check_loggers_can_start(config: Config) -> None:
     for logger_type in LOGGER_TYPES:
         logger_type.check_can_start(config)
 

@@ -5,13 +5,13 @@ arguments: metrics.jsonl always, and each chosen tracker or artifact writer regi
 with `register_logger` when its feature module is imported.
 """
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..config import Config
 from ..data import DataSpec
 
 
@@ -20,13 +20,11 @@ class RunLogger:
     # by the logger types, so every rank agrees).
     needs_predictions = False
 
-    def __init__(
-        self, run_dir: Path, config: argparse.Namespace, spec: DataSpec, resumed: dict | None
-    ) -> None:
+    def __init__(self, run_dir: Path, config: Config, spec: DataSpec, resumed: dict | None) -> None:
         """`resumed`: the checkpoint a run continues in its own folder; None for a new run."""
 
     @classmethod
-    def check_can_start(cls, config: argparse.Namespace) -> None:
+    def check_can_start(cls, config: Config) -> None:
         """Raise a UserError before anything is built when this logger could not start."""
 
     def log_start(self, model: nn.Module, images: Callable[[], torch.Tensor]) -> None:

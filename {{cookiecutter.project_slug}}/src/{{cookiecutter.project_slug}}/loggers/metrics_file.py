@@ -1,20 +1,18 @@
 """metrics.jsonl: one JSON object per epoch, the record every logger choice keeps."""
 
-import argparse
 import json
 from pathlib import Path
 
 from torch import nn
 
+from ..config import Config
 from ..data import DataSpec
 from .base import RunLogger, register_logger
 
 
 @register_logger
 class MetricsFile(RunLogger):
-    def __init__(
-        self, run_dir: Path, config: argparse.Namespace, spec: DataSpec, resumed: dict | None
-    ) -> None:
+    def __init__(self, run_dir: Path, config: Config, spec: DataSpec, resumed: dict | None) -> None:
         self.path = run_dir / "metrics.jsonl"
         self.keep_epochs_up_to(0 if resumed is None else resumed["epoch"])
 

@@ -1,6 +1,5 @@
 """TensorBoard: scalars, hparams, an input grid, the graph, confusion matrix, PR curves."""
 
-import argparse
 import copy
 import warnings
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
+from ..config import Config
 from ..data import DataSpec
 from .base import RunLogger, register_logger
 
@@ -38,9 +38,7 @@ class TensorBoardLogger(RunLogger):
 
     needs_predictions = True  # for the PR curves
 
-    def __init__(
-        self, run_dir: Path, config: argparse.Namespace, spec: DataSpec, resumed: dict | None
-    ) -> None:
+    def __init__(self, run_dir: Path, config: Config, spec: DataSpec, resumed: dict | None) -> None:
         # Points written after the resumed checkpoint (by a run that then died) are dropped
         # when TensorBoard reads the folder, so a resumed run draws each step once.
         purge_step = None if resumed is None else resumed["global_step"] + 1
@@ -73,14 +71,15 @@ class TensorBoardLogger(RunLogger):
         for key, tag in EPOCH_SCALARS.items():
             if key in record:
                 self.writer.add_scalar(tag, record[key], step)
-        every = self.config.histogram_every
+        every = self.config.features["histogram_every"]
         if every and record["epoch"] % every == 0:
             for name, parameter in model.named_parameters():
                 self.writer.add_histogram(f"weights/{name}", parameter, step)
         self.writer.flush()
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:
-        hparams = {key: getattr(self.config, key) for key in HPARAM_KEYS}
+        flags = self.config.to_dict()
+        hparams = {key: flags[key] for key in HPARAM_KEYS}
         final = {f"hparam/{key}": value for key, value in summary.items()}
         self.writer.add_hparams(hparams, final, run_name=".")
         self.writer.close()

@@ -4,7 +4,6 @@ A resumed run continues the same wandb run: its id is kept in the checkpoints. W
 network, online mode fails in one line within SERVER_TIMEOUT_SECONDS instead of hanging.
 """
 
-import argparse
 import netrc
 import os
 import urllib.error
@@ -17,7 +16,7 @@ import wandb
 from torch import nn
 from torchvision.utils import make_grid
 
-from ..config import config_to_dict
+from ..config import Config
 from ..data import DataSpec
 from ..errors import UserError
 from .base import RunLogger, register_logger
@@ -64,19 +63,17 @@ def has_wandb_credentials() -> bool:
 
 @register_logger
 class WandbLogger(RunLogger):
-    def __init__(
-        self, run_dir: Path, config: argparse.Namespace, spec: DataSpec, resumed: dict | None
-    ) -> None:
+    def __init__(self, run_dir: Path, config: Config, spec: DataSpec, resumed: dict | None) -> None:
         saved = {} if resumed is None else resumed.get("loggers", {})
         try:
             self.run = wandb.init(
-                project=config.wandb_project,
-                entity=config.wandb_entity,
-                name=config.name,
+                project=config.features["wandb_project"],
+                entity=config.features["wandb_entity"],
+                name=config.run.name,
                 id=saved.get("wandb_run_id"),
                 resume="allow",
                 dir=run_dir,
-                config={**config_to_dict(config), "classes": list(spec.class_names)},
+                config={**config.to_dict(), "classes": list(spec.class_names)},
                 mode=os.environ.get("WANDB_MODE", "online"),
             )
         except wandb.errors.Error as error:
@@ -86,7 +83,7 @@ class WandbLogger(RunLogger):
         self.run.define_metric("val_loss", summary="min")
 
     @classmethod
-    def check_can_start(cls, config: argparse.Namespace) -> None:
+    def check_can_start(cls, config: Config) -> None:
         check_wandb_can_log()
 
     def log_start(self, model: nn.Module, images: Callable[[], torch.Tensor]) -> None:
