@@ -7,6 +7,7 @@ import socket
 import subprocess
 
 import torch
+import yaml
 
 from conftest import read_metrics, run_command, start_command, tiny_run, train_command
 
@@ -74,9 +75,13 @@ def test_resume_from_a_path_continues_its_own_run_or_starts_a_new_one(
     branched = run_command([*command, "--resume", checkpoint, "--name", "branch"], project)
     assert branched.returncode == 0, branched.stderr[-2000:]
     assert [record["epoch"] for record in read_metrics(tmp_path / "branch")] == [2]
+    branch_config = yaml.safe_load((tmp_path / "branch" / "config.yaml").read_text())
+    assert branch_config["name"] == "branch" and branch_config["resume"] == checkpoint
+    first_config = (tmp_path / "first" / "config.yaml").read_text()
     continued = run_command([*command, "--resume", checkpoint], project)  # no --name
     assert continued.returncode == 0, continued.stderr[-2000:]
     assert [record["epoch"] for record in read_metrics(tmp_path / "first")] == [1, 2]
+    assert (tmp_path / "first" / "config.yaml").read_text() == first_config  # kept as started
     branch, first_run = (
         torch.load(tmp_path / name / "last.pt", weights_only=True)["model"]
         for name in ("branch", "first")

@@ -74,10 +74,10 @@ def start_and_fit(config: Config, runtime: Runtime, run_dir: Path, stop: StopReq
         log.info("resumed from %s in epoch %s, step %d", resume_from, *resume_point(state))
     loggers = ExperimentLoggers([])
     if runtime.is_main:  # only once set-up succeeded: a run that cannot start leaves nothing
-        open_run_folder(config, run_dir, state is None, log)
-        # A run branched from another run's checkpoint gets trackers of its own.
-        continued = state if continues_in_place(run_dir, resume_from) else None
-        loggers = build_loggers(config, run_dir, training.spec, continued)
+        # A run branched from another run's checkpoint gets its own config.yaml and trackers.
+        in_place = continues_in_place(run_dir, resume_from)
+        open_run_folder(config, run_dir, not in_place, log)
+        loggers = build_loggers(config, run_dir, training.spec, state if in_place else None)
     fit(config, runtime, training, run_dir, loggers, stop, log)
 
 
