@@ -81,10 +81,12 @@ def config_bytes(content: bytes):
     return setup
 
 
-def resume_file(write):
+def written_file(flag: str, write):
+    """`flag` naming a file that `write` made in the scratch folder."""
+
     def setup(root: Path, train) -> list[str]:
         write(root / "checkpoint.pt")
-        return ["--resume", str(root / "checkpoint.pt")]
+        return [flag, str(root / "checkpoint.pt")]
 
     return setup
 
@@ -239,11 +241,11 @@ CASES = {
         "is truncated or not a PyTorch checkpoint",
     ),
     "resume a non-checkpoint file": (
-        resume_file(lambda path: path.write_text("just text")),
+        written_file("--resume", lambda path: path.write_text("just text")),
         "is truncated or not a PyTorch checkpoint",
     ),
     "resume a tensor file": (
-        resume_file(lambda path: torch.save(torch.zeros(3), path)),
+        written_file("--resume", lambda path: torch.save(torch.zeros(3), path)),
         "is not a checkpoint written by this project",
     ),
     "resume a checkpoint of another model": (
@@ -331,23 +333,15 @@ def folder_with_other_classes(root: Path, train) -> list[str]:
     return ["--checkpoint", str(checkpoint), "--data-dir", str(root / "other")]
 
 
-def checkpoint_file(write):
-    def setup(root: Path, train) -> list[str]:
-        write(root / "checkpoint.pt")
-        return ["--checkpoint", str(root / "checkpoint.pt")]
-
-    return setup
-
-
 SHARED_CHECKPOINT_CASES = {
     "no --checkpoint": (flags(), "the following arguments are required: --checkpoint"),
     "missing checkpoint": (flags("--checkpoint", "missing.pt"), "missing.pt does not exist"),
     "text file as checkpoint": (
-        checkpoint_file(lambda path: path.write_text("just text")),
+        written_file("--checkpoint", lambda path: path.write_text("just text")),
         "is truncated or not a PyTorch checkpoint",
     ),
     "tensor file as checkpoint": (
-        checkpoint_file(lambda path: torch.save(torch.zeros(3), path)),
+        written_file("--checkpoint", lambda path: torch.save(torch.zeros(3), path)),
         "is not a checkpoint written by this project",
     ),
     "--output onto a folder": (output_folder, "is a folder: give a file path"),

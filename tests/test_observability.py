@@ -151,18 +151,23 @@ def test_wandb_offline_run_records_config_metrics_summary_and_artifact(
     assert [entry.path for entry in artifacts[0].manifest.contents] == ["best.pt"]
 
 
-def test_wandb_without_a_key_fails_in_one_line_before_writing(render, tmp_path):
-    project = render(logger="wandb", **BASE)
-    env = project_environment(project, HOME=str(tmp_path))
+def train_online(project: Path, home: Path, **wandb_env: str) -> subprocess.CompletedProcess:
+    """The default training command with wandb online: no WANDB_MODE, no inherited key."""
+    env = project_environment(project, HOME=str(home))
     for name in ("WANDB_MODE", "WANDB_API_KEY"):
         env.pop(name, None)
-    result = subprocess.run(
-        [sys.executable, "-m", f"{SLUG}.train", "--output-dir", str(tmp_path / "runs")],
+    return subprocess.run(
+        [sys.executable, "-m", f"{SLUG}.train", "--output-dir", str(home / "runs")],
         cwd=project,
-        env=env,
+        env={**env, **wandb_env},
         capture_output=True,
         text=True,
+        timeout=300,
     )
+
+
+def test_wandb_without_a_key_fails_in_one_line_before_writing(render, tmp_path):
+    result = train_online(render(logger="wandb", **BASE), tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: wandb has no API key: run `wandb login` or set WANDB_API_KEY, "
@@ -178,19 +183,8 @@ def test_wandb_without_network_fails_in_one_line_before_writing(render, tmp_path
         silent_server.bind(("127.0.0.1", 0))
         silent_server.listen()
         url = f"http://127.0.0.1:{silent_server.getsockname()[1]}"
-        env = project_environment(
-            project, HOME=str(tmp_path), WANDB_API_KEY="0" * 40, WANDB_BASE_URL=url
-        )
-        env.pop("WANDB_MODE", None)
         started = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", f"{SLUG}.train", "--output-dir", str(tmp_path / "runs")],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        result = train_online(project, tmp_path, WANDB_API_KEY="0" * 40, WANDB_BASE_URL=url)
         seconds = time.monotonic() - started
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
