@@ -140,6 +140,19 @@ def output_in_a_file(root: Path, train) -> list[str]:
     return ["--output-dir", str(root / "notes.txt" / "runs")]
 
 
+def resume_on_a_folder_with_more_classes(root: Path, train) -> list[str]:
+    """The class count is refused before any image is opened: the broken one is never read."""
+    for name in ("cat", "dog"):
+        write_images(root / "photos" / name, count=4)
+    for name in ("cat", "dog", "bird"):
+        write_images(root / "more" / name, count=4)
+    (root / "more" / "bird" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    folder = ["--dataset", "image_folder", "--image-size", "8", "--batch-size", "2"]
+    checkpoint = trained_run(root, train, *folder, "--data-dir", str(root / "photos"))
+    last = checkpoint.with_name("last.pt")
+    return ["--resume", str(last), "--name", "b", *folder, "--data-dir", str(root / "more")]
+
+
 def unreachable_url() -> str:
     """An http URL on loopback where nothing listens: connections are refused at once."""
     with socket.socket() as probe:
@@ -255,6 +268,10 @@ CASES = {
     "resume a checkpoint with another class count": (
         resume_previous_run("--fake-classes", "4"),
         "is a simple_cnn for 4 classes, but this data has 10",
+    ),
+    "resume on a photo folder with more classes": (
+        resume_on_a_folder_with_more_classes,
+        "is a simple_cnn for 2 classes, but this data has 3",
     ),
     "resume a checkpoint of another optimizer": (
         resume_previous_run("--optimizer", "sgd"),

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .config import Config
-from .data import image_size_of
+from .data import class_count_of, image_size_of
 from .engine import Training
 from .errors import UserError
 from .runtime import Runtime
@@ -125,18 +125,18 @@ def load_resumable(path: Path, config: Config) -> dict:
             f"checkpoint {path} was trained with {', '.join(differences)}: resume with the same "
             "flags, or start a new --name without --resume"
         )
+    saved_classes, classes = len(state["data_spec"]["class_names"]), class_count_of(config.data)
+    if saved_classes != classes:
+        raise UserError(
+            f"checkpoint {path} is a {saved['model']} for {saved_classes} classes, but this data "
+            f"has {classes}: resume with the data it was trained on, or start a new --name "
+            "without --resume"
+        )
     return state
 
 
 def restore_run_state(training: Training, state: dict, path: Path, rank: int) -> None:
     """Put a run back where save_run_state left it, this rank's RNG streams included."""
-    saved_classes = len(state["data_spec"]["class_names"])
-    if saved_classes != training.spec.num_classes:
-        raise UserError(
-            f"checkpoint {path} is a {state['config']['model']} for {saved_classes} classes, "
-            f"but this data has {training.spec.num_classes}: resume with the data it was "
-            "trained on, or start a new --name without --resume"
-        )
     load_model_weights(training.model, state, path)
     optimisation = training.optimisation
     optimisation.optimizer.load_state_dict(state["optimizer"])

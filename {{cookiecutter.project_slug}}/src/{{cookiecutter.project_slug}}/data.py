@@ -23,10 +23,11 @@ from torchvision.transforms import v2
 from .config import DataConfig
 from .errors import UserError
 from .image_files import load_rgb
-from .image_folder import available_cores, read_image_folder
+from .image_folder import available_cores, folder_class_names, read_image_folder
 from .preemption import ignore_stop_signals
 
 NATIVE_IMAGE_SIZE = {"digits": 8, "cifar10": 32, "fake": 32}
+KNOWN_CLASS_COUNTS = {"digits": 10, "cifar10": 10}
 # Photos are resized to this by default: enough detail to tell textures and scenes apart, small
 # enough to train from scratch on a CPU. Pretrained ImageNet weights want 224.
 DEFAULT_PHOTO_SIZE = 64
@@ -294,6 +295,15 @@ def build_datasets(config: DataConfig, augment: bool = True) -> tuple[dict[str, 
         "fake": fake_datasets,
     }
     return builders[config.dataset](config, augment)
+
+
+def class_count_of(config: DataConfig) -> int:
+    """How many classes the data has, known without reading an image."""
+    if config.dataset == "fake":
+        return config.fake_classes
+    if config.dataset == "image_folder":
+        return len(folder_class_names(Path(config.data_dir)))
+    return KNOWN_CLASS_COUNTS[config.dataset]
 
 
 def image_size_of(config: DataConfig) -> int:

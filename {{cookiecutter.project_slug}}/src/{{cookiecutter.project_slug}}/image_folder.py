@@ -62,6 +62,11 @@ def read_image_folder(
     return ImageFolder(root, tuple(classes), samples)
 
 
+def folder_class_names(root: Path) -> list[str]:
+    """The class folders of a data folder's layout, found without opening an image."""
+    return class_names(split_folders(root).get("train", root))
+
+
 def has_split_folders(root: Path) -> bool:
     return root.is_dir() and any(
         entry.is_dir() and entry.name.lower() in ALL_SPLIT_NAMES for entry in root.iterdir()
