@@ -4,6 +4,8 @@ Imports no torch, so `--help` and mistakes in flags are answered instantly.
 """
 
 import argparse
+import math
+from collections.abc import Callable
 from typing import NoReturn
 
 # Every model's stem and pooling needs at least this many pixels per side.
@@ -27,60 +29,33 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def positive_int(text: str) -> int:
-    value = _number(text, int, "a whole number")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
-    return value
+def number(kind: type, accepts: Callable[[float], bool], rule: str) -> Callable[[str], float]:
+    """An argparse type: `kind(text)` when `accepts` it, else one line stating `rule`."""
+    description = "a whole number" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {description}, got {text!r}") from None
+        if not accepts(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    value = _number(text, int, "a whole number")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _number(text, float, "a number")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = _number(text, float, "a number")
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be zero or a positive finite number, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    value = _number(text, float, "a number")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
-    return value
-
-
-def image_size(text: str) -> int:
-    value = _number(text, int, "a whole number")
-    if value < MIN_IMAGE_SIZE:
-        raise argparse.ArgumentTypeError(f"must be at least {MIN_IMAGE_SIZE} pixels, got {text}")
-    return value
-
-
-def class_count(text: str) -> int:
-    value = _number(text, int, "a whole number")
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (a classifier needs two), got {text}")
-    return value
-
-
-def smoothing(text: str) -> float:
-    value = _number(text, float, "a number")
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
-    return value
+positive_int = number(int, lambda value: value > 0, "a positive whole number")
+non_negative_int = number(int, lambda value: value >= 0, "zero or more")
+positive_float = number(float, lambda value: 0 < value < math.inf, "a positive finite number")
+non_negative_float = number(
+    float, lambda value: 0 <= value < math.inf, "zero or a positive finite number"
+)
+fraction = number(float, lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
+image_size = number(int, lambda value: value >= MIN_IMAGE_SIZE, f"at least {MIN_IMAGE_SIZE} pixels")
+class_count = number(int, lambda value: value >= 2, "at least 2 (a classifier needs two)")
+smoothing = number(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
+crop_ratio = number(float, lambda value: 0 < value <= 1, "above 0 and at most 1")
 
 
 def run_name(text: str) -> str:
@@ -90,17 +65,3 @@ def run_name(text: str) -> str:
             f"must be a plain folder name (no '/', '\\', '.' or '..'), got {text!r}"
         )
     return text
-
-
-def crop_ratio(text: str) -> float:
-    value = _number(text, float, "a number")
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text}")
-    return value
-
-
-def _number(text: str, kind: type, description: str):
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be {description}, got {text!r}") from None
