@@ -2,7 +2,8 @@
 
 Four combinations that between them include every feature run their complete suite, in the
 fast subset too. Every other combination runs its suite without the tests its project marks slow
-(the two-process DDP launch, ONNX parity for every model, float16 on CPU), in the full suite only:
+(the two-process DDP launch, ONNX parity for every model and its refusal beyond tolerance,
+float16 on CPU, a file broken mid-training), in the full suite only:
 those 60 runs are two thirds of the full suite's time.
 """
 

@@ -27,6 +27,7 @@ def test_every_model_exports_with_onnxruntime_parity(name, tmp_path):
     assert max(differences.values()) <= export.TOLERANCE
 
 
+@pytest.mark.slow
 def test_export_refuses_a_model_beyond_tolerance(tmp_path, monkeypatch):
     # Outputs often match bit for bit; a negative tolerance makes any result a failure.
     monkeypatch.setattr(export, "TOLERANCE", -1.0)

@@ -231,6 +231,7 @@ def test_file_broken_during_training_stops_with_one_line(tmp_path, capsys):
     assert len(error.splitlines()) == 1 and "Traceback" not in error
 
 
+@pytest.mark.slow
 def test_file_broken_during_training_is_skipped_when_asked(tmp_path):
     loader = break_after_check(tmp_path, "--skip-bad-images")
     (images, labels) = next(iter(loader))
