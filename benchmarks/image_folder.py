@@ -21,7 +21,6 @@ import functools
 import gc
 import itertools
 import json
-import logging
 import os
 import platform
 import resource
@@ -36,7 +35,7 @@ from unittest import mock
 
 import torch
 from PIL import Image
-from rendered_project import PACKAGE, ROOT, import_project, render_project
+from rendered_project import PACKAGE, ROOT, build_training, import_project, render_project
 from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.datasets.folder import default_loader
@@ -423,17 +422,11 @@ def training_rates(
     project: dict, folder: Path, model: str, image_size: int, epochs: int, cap: int | None
 ) -> list[float]:
     """samples/s that the generated train_one_epoch reports, for `epochs` epochs after a warm-up."""
-    runtime = project["runtime"]
     workers = project["data"].default_num_workers("image_folder", 1)
     argv = ["--dataset", "image_folder", "--data-dir", str(folder), "--model", model]
     argv += ["--image-size", str(image_size), "--num-workers", str(workers)]
     argv += ["--device", "cpu", "--output-dir", str(SCRATCH / "runs")]
-    config = project["config"].parse_config(argv)
-    runtime.seed_everything(config.run.seed, config.run.deterministic)
-    quiet = logging.getLogger("benchmark")
-    quiet.setLevel(logging.WARNING)
-    cpu = runtime.Runtime(torch.device("cpu"))
-    training = project["trainer"].build_training(config, cpu, quiet)
+    config, training, cpu = build_training(project, argv)
     loader = training.train_loader if cap is None else FirstBatches(training.train_loader, cap)
     rates = []
     for epoch in range(epochs + 1):

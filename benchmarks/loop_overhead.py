@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
-from rendered_project import ROOT, import_project, render_project
+from rendered_project import ROOT, build_training, import_project, render_project
 from torch import nn
 from tqdm import tqdm
 
@@ -72,15 +72,9 @@ class CachedBatches(list):
 
 def build_case(name: str, project: dict, epochs: int, cached: bool) -> Case:
     """Data, model, optimizer and schedule exactly as the generated trainer builds them."""
-    runtime = project["runtime"]
     run_dir = SCRATCH / "runs"
     argv = [*CASES[name], "--device", "cpu", "--epochs", str(epochs), "--output-dir", str(run_dir)]
-    config = project["config"].parse_config(argv)
-    runtime.seed_everything(config.run.seed, config.run.deterministic)
-    quiet = logging.getLogger("benchmark")
-    quiet.setLevel(logging.WARNING)
-    cpu = runtime.Runtime(torch.device("cpu"))
-    training = project["trainer"].build_training(config, cpu, quiet)
+    config, training, _ = build_training(project, argv)
     if cached:
         training.train_loader = CachedBatches(list(training.train_loader) * CACHED_PASSES)
     batches = len(training.train_loader)  # the training loader drops the last partial batch

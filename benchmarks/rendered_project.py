@@ -1,11 +1,14 @@
 """The default project, rendered from this checkout and imported, for the benchmark scripts."""
 
 import importlib
+import logging
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "image_classifier"  # the slug the template's default project name gives
@@ -24,6 +27,18 @@ def render_project(output_dir: Path, scratch: Path) -> Path:
         env={**os.environ, "TMPDIR": str(tmp)},
     )
     return output_dir / PACKAGE
+
+
+def build_training(project: dict, argv: list[str]):
+    """(config, Training, cpu Runtime) for `argv`, built by the generated trainer as a real run
+    builds them, with its log lines kept quiet."""
+    runtime = project["runtime"]
+    config = project["config"].parse_config(argv)
+    runtime.seed_everything(config.run.seed, config.run.deterministic)
+    quiet = logging.getLogger("benchmark")
+    quiet.setLevel(logging.WARNING)
+    cpu = runtime.Runtime(torch.device("cpu"))
+    return config, project["trainer"].build_training(config, cpu, quiet), cpu
 
 
 def import_project(project_dir: Path, names: tuple[str, ...]) -> dict:
