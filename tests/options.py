@@ -101,3 +101,25 @@ def expected_files(answers: dict) -> set[str]:
     if answers["pre_commit"] == "yes":
         files.add(".pre-commit-config.yaml")
     return files
+
+
+def value_pairs(combo: dict) -> set[tuple]:
+    """Every pair of (option, value) settings that one combination exercises together."""
+    settings = sorted(combo.items())
+    return set(itertools.combinations(settings, 2))
+
+
+def pairwise_combinations(start: list[dict]) -> list[dict]:
+    """`start` plus combinations chosen greedily until every pair of values of two code-shaping
+    options appears together at least once (an all-pairs covering set, 16-17 of the 64)."""
+    candidates = code_shaping_combinations()
+    uncovered = set().union(*(value_pairs(combo) for combo in candidates))
+    chosen = []
+    for combo in start:
+        chosen.append(combo)
+        uncovered -= value_pairs(combo)
+    while uncovered:
+        best = max(candidates, key=lambda combo: len(value_pairs(combo) & uncovered))
+        chosen.append(best)
+        uncovered -= value_pairs(best)
+    return chosen
