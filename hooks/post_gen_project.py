@@ -25,6 +25,7 @@ def unselected_paths(answers: dict) -> list[str]:
     if multi_gpu not in ("ddp", "both"):
         paths.append(f"{package}/distributed.py")
         paths.append("tests/test_distributed.py")
+        paths.append("slurm")
     if multi_gpu not in ("dp", "both"):
         paths.append(f"{package}/data_parallel.py")
         paths.append("tests/test_data_parallel.py")

@@ -139,7 +139,8 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Print the suite's headline counts: combinations, bad inputs, kill -9 trials."""
+    """Print the suite's headline counts: combinations, bad inputs, preemption, kill -9 and
+    Slurm trials."""
     reports = [
         report
         for outcome in ("passed", "failed")
@@ -166,10 +167,14 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(
         f"bad inputs: {answers[0] + flags[0]}/{answers[1] + flags[1]} clear"
     )
-    signals, budget = count("test_signal_saves_mid_epoch"), count("test_time_budget_stops")
-    terminalreporter.write_line(
-        f"preemption trials: {signals[0] + budget[0]}/{signals[1] + budget[1]} resumed exactly"
-    )
+    preemption = ("test_signal_saves_mid_epoch", "test_time_budget_stops", "test_torchrun_restarts")
+    trials = [count(name) for name in preemption]
+    resumed, tried = sum(passed for passed, _ in trials), sum(total for _, total in trials)
+    terminalreporter.write_line(f"preemption trials: {resumed}/{tried} resumed exactly")
+    slurm = [count(name) for name in ("test_slurm_job_trains", "test_slurm_job_signalled")]
+    slurm.append(count("test_slurm_job_near_its_time_limit"))
+    finished, submitted = sum(passed for passed, _ in slurm), sum(total for _, total in slurm)
+    terminalreporter.write_line(f"slurm trials: {finished}/{submitted} finished exactly")
     survived = total = 0
     for report in reports:
         for name, value in report.user_properties:

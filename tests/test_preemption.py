@@ -1,12 +1,17 @@
 """Preemption is routine: a real signal (or the time budget) sent to a real training process
-saves a mid-epoch checkpoint, and `--resume auto` ends bit-identical to an uninterrupted run."""
+saves a mid-epoch checkpoint, and `--resume auto` ends bit-identical to an uninterrupted run;
+a worker torchrun restarts (--max-restarts) resumes by itself, just as exactly."""
 
+import os
 import signal
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import read_metrics, run_command, start_command, train_command
+from options import SLUG
 
 DIGITS = ["--dataset", "digits", "--batch-size", "8", "--epochs", "3", "--deterministic"]
 DIGITS += ["--no-progress", "--seed", "11"]
@@ -98,3 +103,43 @@ def test_time_budget_stops_like_a_signal(render, preloaded_python, tmp_path):
     resumed = run_command([*command, "--name", "cut", "--resume", "auto"], project)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert_same_run(tmp_path / "straight", tmp_path / "cut")
+
+
+def worker_pids_by_rank(agent_pid: int) -> dict[int, int]:
+    """The torchrun agent's worker processes, by their RANK."""
+    children = Path(f"/proc/{agent_pid}/task/{agent_pid}/children").read_text().split()
+    workers = {}
+    for pid in map(int, children):
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        ranks = [entry[5:] for entry in environ if entry.startswith(b"RANK=")]
+        if ranks:
+            workers[int(ranks[0])] = pid
+    return workers
+
+
+def test_torchrun_restarts_after_a_killed_worker_and_the_run_ends_exactly(
+    render, preloaded_python, tmp_path
+):
+    project = render(logger="none", onnx_export="no", mixed_precision="no", multi_gpu="ddp")
+    arguments = [*DIGITS, "--num-workers", "0", "--output-dir", str(tmp_path)]
+    straight = run_command(
+        [*train_command(preloaded_python, 2), *arguments, "--name", "straight"], project
+    )
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    # Real interpreters here (not the fork server), so the workers are the agent's children.
+    elastic = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    elastic += ["--nproc-per-node=2", "--max-restarts=1", "-m", f"{SLUG}.train"]
+    process = start_command([*elastic, *arguments, "--name", "elastic"], project)
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "epoch 1/3" in line:
+            os.kill(worker_pids_by_rank(process.pid)[1], signal.SIGKILL)
+            break
+    lines += process.stderr.readlines()
+    log = "".join(lines)
+    assert process.wait(timeout=300) == 0, log[-3000:]
+    assert "epoch 1/3" in log and log.count("epoch 3/3") == 1
+    assert f"resumed from {tmp_path}/elastic/last.pt in epoch 2, step" in log, log[-3000:]
+    assert_same_run(tmp_path / "straight", tmp_path / "elastic")

@@ -87,3 +87,42 @@ def test_resume_from_a_path_continues_its_own_run_or_starts_a_new_one(
         for name in ("branch", "first")
     )
     assert all(torch.equal(branch[key], first_run[key]) for key in branch)
+
+
+def test_requeued_slurm_job_takes_over_its_own_lock_but_not_another_jobs(
+    render, preloaded_python, tmp_path
+):
+    project = render(logger="none", multi_gpu="none")
+    command = [*train_command(preloaded_python), *TINY, "--output-dir", str(tmp_path)]
+    requeued = {"SLURM_JOB_ID": "41", "SLURM_RESTART_COUNT": "1"}
+    # The job's first run was killed on another node: its pid cannot be checked from here.
+    for name, job in (("own", "41"), ("other", "40")):
+        (tmp_path / name).mkdir()
+        lock = {"pid": 4242, "host": "node17", "slurm_job": job, "slurm_restart": 0}
+        (tmp_path / name / ".lock").write_text(json.dumps(lock))
+    own = run_command([*command, "--name", "own"], project, **requeued)
+    assert own.returncode == 0, own.stderr[-2000:]
+    assert "from process 4242, which no longer runs" in own.stderr
+    other = run_command([*command, "--name", "other"], project, **requeued)
+    assert other.returncode == 2
+    (error,) = [line for line in other.stderr.splitlines() if line.startswith("error:")]
+    assert "is in use by process 4242 on node17 (Slurm job 40)" in error
+    assert sorted(path.name for path in (tmp_path / "other").iterdir()) == [".lock"]
+
+
+def test_relaunched_command_continues_its_own_last_checkpoint(render, preloaded_python, tmp_path):
+    """A requeued job (or restarted torchrun worker) reruns the original command line: it must
+    continue the run folder's last.pt, not refuse the folder or branch again."""
+    project = render(logger="none", multi_gpu="none")
+    command = [*train_command(preloaded_python), *TINY, "--output-dir", str(tmp_path)]
+    source = run_command([*command, "--name", "source", "--stop-after-epochs", "1"], project)
+    assert source.returncode == 0, source.stderr[-2000:]
+    branch = [*command, "--name", "branch", "--resume", str(tmp_path / "source" / "last.pt")]
+    first = run_command([*branch, "--stop-after-epochs", "1"], project, SLURM_JOB_ID="7")
+    assert first.returncode == 0, first.stderr[-2000:]
+    refused = run_command(branch, project, SLURM_JOB_ID="7")  # not relaunched: still refused
+    assert refused.returncode == 2 and "holds another run" in refused.stderr
+    rerun = run_command(branch, project, SLURM_JOB_ID="7", SLURM_RESTART_COUNT="1")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"resumed from {tmp_path}/branch/last.pt in epoch 3" in rerun.stderr
+    assert [record["epoch"] for record in read_metrics(tmp_path / "branch")] == [2]

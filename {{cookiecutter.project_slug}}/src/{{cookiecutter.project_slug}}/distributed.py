@@ -32,12 +32,25 @@ def launch_distributed(config: Config, train: TrainFunction) -> bool:
     device = resolve_device(config.run.device, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    store, rank, world_size = restart_scoped_store()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
     try:
         train(config, DistributedRuntime(device, dist.get_rank(), dist.get_world_size()))
     finally:
         dist.destroy_process_group()
     return True
+
+
+def restart_scoped_store() -> tuple[dist.Store, int, int]:
+    """torchrun's rendezvous store, with keys of this restart round's own.
+
+    The store outlives a --max-restarts restart; without the prefix the new workers would read
+    the addresses the dead ones published and fail to connect.
+    """
+    store, rank, world_size = next(dist.rendezvous("env://"))
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"restart{restart}", store), rank, world_size
 
 
 @dataclass(frozen=True)

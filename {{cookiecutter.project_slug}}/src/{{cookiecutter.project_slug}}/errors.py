@@ -1,5 +1,6 @@
 """User-facing failures: one clear line, a non-zero exit, no traceback."""
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +48,8 @@ def run_reporting_user_errors(entry_point: Callable[[], None]) -> int:
     try:
         entry_point()
     except UserError as error:
-        print(f"error: {user_message(error)}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank finds the mistake
+            print(f"error: {user_message(error)}", file=sys.stderr)
         return 2
     except StoppedEarly as stopped:  # the run logged where it stopped
         return stopped.exit_code

@@ -5,8 +5,11 @@
   started over, nor written into from another run's checkpoint.
 - A folder without a checkpoint (a run that stopped before its first epoch ended) may be
   started again by the same command.
-- While a run trains, <folder>/.lock holds its pid and host; a second process is refused. A
-  lock left by a process that died on this host is taken over, with a log line.
+- A command its launcher started again (torchrun --max-restarts after a failed worker, a
+  requeued Slurm job) continues from the folder's last.pt whatever --resume says.
+- While a run trains, <folder>/.lock holds its pid and host (and Slurm job); a second process
+  is refused. A lock left by a process that died on this host, or by an earlier run of the same
+  requeued Slurm job, is taken over, with a log line.
 """
 
 import json
@@ -20,11 +23,24 @@ from .errors import UserError
 
 CHECKPOINTS = ("last.pt", "best.pt")
 LOCK_NAME = ".lock"
+RESTART_COUNTS = ("TORCHELASTIC_RESTART_COUNT", "SLURM_RESTART_COUNT")
+
+
+def restart_count(variable: str) -> int:
+    value = os.environ.get(variable, "")
+    return int(value) if value.isdigit() else 0
+
+
+def relaunched() -> bool:
+    """Whether torchrun restarted this command's workers or Slurm requeued its job."""
+    return any(restart_count(variable) > 0 for variable in RESTART_COUNTS)
 
 
 def resume_source(run_dir: Path, resume: str | None) -> Path | None:
     """The checkpoint to resume from (None: start afresh); refuse to mix two runs."""
     last = run_dir / "last.pt"
+    if relaunched() and last.exists():
+        return last
     if resume == "auto":
         if last.exists():
             return last
@@ -82,8 +98,16 @@ def owned(run_dir: Path, log) -> Iterator[None]:
             folder.rmdir()
 
 
-def take_lock(lock: Path, log) -> None:
+def lock_owner() -> dict:
     owner = {"pid": os.getpid(), "host": socket.gethostname()}
+    if "SLURM_JOB_ID" in os.environ:
+        owner["slurm_job"] = os.environ["SLURM_JOB_ID"]
+        owner["slurm_restart"] = restart_count("SLURM_RESTART_COUNT")
+    return owner
+
+
+def take_lock(lock: Path, log) -> None:
+    owner = lock_owner()
     for _ in range(3):  # a stale lock taken over by another process at the same moment
         try:
             with open(lock, "x") as file:
@@ -91,11 +115,12 @@ def take_lock(lock: Path, log) -> None:
             return
         except FileExistsError:
             holder = read_lock(lock)
-        if holder is not None and not is_dead_here(holder):
+        if holder is not None and not (is_dead_here(holder) or is_earlier_run_of_job(holder)):
+            job = f" (Slurm job {holder['slurm_job']})" if "slurm_job" in holder else ""
             raise UserError(
                 f"run folder {lock.parent} is in use by process {holder['pid']} on "
-                f"{holder['host']}: wait for it to finish or pass --name NEW (delete {lock} if "
-                "no such process runs)"
+                f"{holder['host']}{job}: wait for it to finish or pass --name NEW (delete {lock} "
+                "if no such process runs)"
             )
         if holder is not None and take_over(lock, holder):
             log.info("took over %s from process %d, which no longer runs", lock, holder["pid"])
@@ -122,6 +147,18 @@ def is_dead_here(holder: dict) -> bool:
     except (PermissionError, ValueError, OverflowError):
         return False
     return False
+
+
+def is_earlier_run_of_job(holder: dict) -> bool:
+    """A lock left by this Slurm job before it was requeued: Slurm ended that run first,
+    perhaps on another node, so its pid cannot be checked."""
+    mine = lock_owner()
+    return (
+        "slurm_job" in mine
+        and holder.get("slurm_job") == mine["slurm_job"]
+        and isinstance(holder.get("slurm_restart"), int)
+        and holder["slurm_restart"] < mine["slurm_restart"]
+    )
 
 
 def take_over(lock: Path, holder: dict) -> bool:

@@ -1,0 +1,234 @@
+"""The generated slurm/train.sbatch on a real single-node Slurm (see slurm_cluster.py): a job
+trains two DDP processes to the end; a job signalled mid-epoch saves, requeues itself and ends
+bit-identical to the uninterrupted job; a job near its time limit does the same on Slurm's own
+warning signal; mistakes end the job with one line."""
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SCRATCH, read_metrics, run_command
+from options import SLUG
+from slurm_cluster import SlurmCluster, SlurmUnavailable
+from test_preemption import without_timings
+
+pytestmark = pytest.mark.xdist_group("slurm")
+
+DIGITS = ["--dataset", "digits", "--batch-size", "8", "--epochs", "3", "--deterministic"]
+DIGITS += ["--no-progress", "--seed", "11"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # A short path: munge's unix socket lives in it.
+    folder = Path(tempfile.mkdtemp(prefix="slurm-", dir="/tmp"))
+    slurm = SlurmCluster(folder)
+    try:
+        slurm.start()
+    except SlurmUnavailable as reason:
+        slurm.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"no Slurm here: {reason}")
+    yield slurm
+    slurm.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def project(render) -> Path:
+    return render(logger="none", mixed_precision="no", multi_gpu="ddp", onnx_export="no")
+
+
+def job_environment(project: Path) -> dict:
+    """Two CPU processes per node, the real interpreter (jobs do not use the fork server)."""
+    return {
+        "PYTHONPATH": str(project / "src"),
+        "PYTHON": sys.executable,
+        "PROCS_PER_NODE": "2",
+        "XDG_CACHE_HOME": str(SCRATCH / "cache"),
+    }
+
+
+def submit(cluster, project: Path, *arguments: str, options=()) -> str:
+    script = project / "slurm" / "train.sbatch"
+    return cluster.submit(
+        script, *arguments, cwd=project, options=options, env=job_environment(project)
+    )
+
+
+def job_output(project: Path, job_id: str) -> str:
+    path = project / f"{SLUG}-{job_id}.out"
+    return path.read_text() if path.exists() else ""
+
+
+def wait_for_output(cluster, project: Path, job_id: str, text: str, timeout: float = 240) -> None:
+    cluster.wait_for(
+        job_id,
+        lambda job: (
+            text in job_output(project, job_id)
+            or job["JobState"] != "RUNNING"
+            and job["JobState"] != "PENDING"
+        ),
+        timeout,
+        f"printed {text!r}",
+    )
+    assert text in job_output(project, job_id), job_output(project, job_id)[-3000:]
+
+
+def completed_after(cluster, job_id: str, restarts: int, timeout: float = 300) -> dict:
+    """Wait until the job COMPLETED on its run number `restarts` (0: never requeued)."""
+    return cluster.wait_for(
+        job_id,
+        lambda job: (
+            job["JobState"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
+            and job["Restarts"] == str(restarts)
+        ),
+        timeout,
+        f"completed after {restarts} requeue(s)",
+    )
+
+
+def assert_same_run(expected: Path, actual: Path) -> None:
+    expected_state = torch.load(expected / "last.pt", weights_only=True)
+    actual_state = torch.load(actual / "last.pt", weights_only=True)
+    different = [
+        key
+        for key, value in expected_state["model"].items()
+        if not torch.equal(value, actual_state["model"][key])
+    ]
+    assert different == []
+    assert without_timings(read_metrics(expected)) == without_timings(read_metrics(actual))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(cluster, project, tmp_path_factory) -> tuple[str, Path]:
+    """A job that trains to the end untouched: the reference for the others."""
+    output_dir = tmp_path_factory.mktemp("slurm-runs")
+    job_id = submit(cluster, project, *DIGITS, "--output-dir", str(output_dir), "--name", "ref")
+    job = completed_after(cluster, job_id, restarts=0)
+    assert job["JobState"] == "COMPLETED", job_output(project, job_id)[-3000:]
+    return job_id, output_dir
+
+
+def test_slurm_job_trains_two_processes_to_the_end(project, uninterrupted):
+    job_id, output_dir = uninterrupted
+    output = job_output(project, job_id)
+    assert f"job {job_id} on 1 node(s) x 2 process(es), restart 0" in output
+    assert "training on cpu, world size 2" in output
+    assert "parameters identical on all 2 ranks" in output
+    run_dir = output_dir / "ref"
+    assert {"config.yaml", "train.log", "metrics.jsonl", "last.pt", "best.pt"} <= {
+        path.name for path in run_dir.iterdir()
+    }
+    assert [record["epoch"] for record in read_metrics(run_dir)] == [1, 2, 3]
+    assert not (run_dir / ".lock").exists()
+
+
+def test_slurm_job_signalled_mid_epoch_requeues_and_finishes_exactly(
+    cluster, project, uninterrupted, tmp_path
+):
+    job_id = submit(cluster, project, *DIGITS, "--output-dir", str(tmp_path), "--name", "cut")
+    wait_for_output(cluster, project, job_id, "epoch 1/3")
+    cluster.run(["scancel", "--signal=USR1", "--batch", job_id])
+    job = completed_after(cluster, job_id, restarts=1)
+    output = job_output(project, job_id)
+    assert job["JobState"] == "COMPLETED", output[-3000:]
+    assert f"job {job_id}: USR1 received" in output
+    stopped = re.search(r"stopped at epoch 2, step (\d+) \(SIGUSR1\)", output)
+    assert stopped, output[-3000:]
+    assert f"job {job_id} on 1 node(s) x 2 process(es), restart 1" in output
+    resumed = re.search(r"resumed from \S+/cut/last.pt in epoch 2 after (\d+) batches", output)
+    assert resumed and int(resumed.group(1)) > 0, output[-3000:]
+    assert_same_run(uninterrupted[1] / "ref", tmp_path / "cut")
+
+
+@pytest.mark.slow
+def test_slurm_job_near_its_time_limit_saves_and_requeues(cluster, project, tmp_path):
+    # Slurm checks limits every 30 s: with 2 minutes and a warning 90 s before the end, USR1
+    # comes 30-60 s after the start; the rerun gets more time so that it can finish.
+    arguments = [*DIGITS[:-4], "--epochs", "30", "--seed", "11", "--no-progress"]
+    options = ["--time=2", "--signal=B:USR1@90"]
+    job_id = submit(
+        cluster,
+        project,
+        *arguments,
+        "--output-dir",
+        str(tmp_path),
+        "--name",
+        "long",
+        options=options,
+    )
+    cluster.wait_for(job_id, lambda job: job["Restarts"] == "1", 240, "requeued")
+    cluster.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=10"])
+    job = completed_after(cluster, job_id, restarts=1, timeout=400)
+    output = job_output(project, job_id)
+    assert job["JobState"] == "COMPLETED", output[-3000:]
+    assert f"job {job_id}: USR1 received" in output
+    stopped = re.search(r"stopped at epoch (\d+), step (\d+) \(SIGUSR1\)", output)
+    assert stopped, output[-3000:]
+    assert f"resumed from {tmp_path}/long/last.pt in epoch {stopped.group(1)}" in output
+    assert [record["epoch"] for record in read_metrics(tmp_path / "long")] == list(range(1, 31))
+
+
+def test_slurm_job_into_a_folder_another_job_holds_fails_in_one_line(cluster, project, tmp_path):
+    run_dir = tmp_path / "held"
+    run_dir.mkdir()
+    lock = {"pid": 4242, "host": "node17", "slurm_job": "99", "slurm_restart": 0}
+    (run_dir / ".lock").write_text(json.dumps(lock))
+    job_id = submit(cluster, project, *DIGITS, "--output-dir", str(tmp_path), "--name", "held")
+    job = completed_after(cluster, job_id, restarts=0)
+    output = job_output(project, job_id)
+    assert job["JobState"] == "FAILED" and job["ExitCode"] != "0:0", output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: run folder {run_dir} is in use by process 4242 on node17 (Slurm job 99): "
+        f"wait for it to finish or pass --name NEW (delete {run_dir / '.lock'} if no such "
+        "process runs)"
+    ], output[-3000:]
+    assert sorted(path.name for path in run_dir.iterdir()) == [".lock"]
+
+
+def test_slurm_job_resuming_a_checkpoint_that_does_not_match_fails_in_one_line(
+    cluster, project, uninterrupted
+):
+    job_id_before, output_dir = uninterrupted
+    run_dir = output_dir / "ref"
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    arguments = [*DIGITS, "--output-dir", str(output_dir), "--name", "ref", "--resume", "auto"]
+    job_id = submit(cluster, project, *arguments, "--image-size", "16")
+    job = completed_after(cluster, job_id, restarts=0)
+    output = job_output(project, job_id)
+    assert job["JobState"] == "FAILED", output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "was trained with --image-size 8" in errors[0], output[-3000:]
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == before
+
+
+@pytest.mark.parametrize("has_sbatch", [True, False], ids=["sbatch", "no sbatch on PATH"])
+def test_sbatch_script_run_outside_slurm_says_how_to_submit(project, tmp_path, has_sbatch):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    if has_sbatch:
+        (tools / "sbatch").write_text("#!/bin/sh\n")
+        (tools / "sbatch").chmod(0o755)
+    output_dir = tmp_path / "runs"
+    result = run_command(
+        ["/bin/bash", "slurm/train.sbatch", *DIGITS, "--output-dir", str(output_dir)],
+        project,
+        PATH=str(tools),
+        SLURM_JOB_ID="",
+    )
+    hint = "" if has_sbatch else " (sbatch is not on PATH here: load Slurm first)"
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: slurm/train.sbatch runs inside a Slurm job: submit it with "
+        f"`sbatch slurm/train.sbatch ARGS`{hint}"
+    ]
+    assert not output_dir.exists()
