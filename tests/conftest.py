@@ -172,6 +172,7 @@ def pytest_terminal_summary(terminalreporter):
     resumed, tried = sum(passed for passed, _ in trials), sum(total for _, total in trials)
     terminalreporter.write_line(f"preemption trials: {resumed}/{tried} resumed exactly")
     slurm = [count(name) for name in ("test_slurm_job_trains", "test_slurm_job_signalled")]
+    slurm.append(count("test_cancelled_slurm_job"))
     slurm.append(count("test_slurm_job_near_its_time_limit"))
     finished, submitted = sum(passed for passed, _ in slurm), sum(total for _, total in slurm)
     terminalreporter.write_line(f"slurm trials: {finished}/{submitted} finished exactly")

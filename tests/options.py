@@ -111,7 +111,7 @@ def value_pairs(combo: dict) -> set[tuple]:
 
 def pairwise_combinations(start: list[dict]) -> list[dict]:
     """`start` plus combinations chosen greedily until every pair of values of two code-shaping
-    options appears together at least once (an all-pairs covering set, 16-17 of the 64)."""
+    options appears together at least once (an all-pairs covering set, 16-18 of the 64)."""
     candidates = code_shaping_combinations()
     uncovered = set().union(*(value_pairs(combo) for combo in candidates))
     chosen = []

@@ -77,7 +77,7 @@ def test_exact_resume_with_workers_on_photos(render, preloaded_python, tmp_path,
     answers, processes = case
     project = render(logger="none", onnx_export="no", **answers)
     build_photo_folder(tmp_path / "photos", "train_val", classes=3, train_per_class=24)
-    flags = ["--image-size", "32", "--batch-size", "12", "--epochs", "4", "--num-workers", "2"]
+    flags = ["--image-size", "32", "--batch-size", "12", "--epochs", "2", "--num-workers", "2"]
     flags += ["--mixup-alpha", "0.2", "--cutmix-alpha", "1.0", "--amp", "--accum-steps", "2"]
     flags += ["--clip-grad-norm", "1.0", "--deterministic", "--seed", "7"]
     command = photo_command(
@@ -85,7 +85,7 @@ def test_exact_resume_with_workers_on_photos(render, preloaded_python, tmp_path,
     )
     runs = [
         ["--name", "straight"],
-        ["--name", "resumed", "--stop-after-epochs", "2"],
+        ["--name", "resumed", "--stop-after-epochs", "1"],
         ["--name", "resumed", "--resume", "auto"],
     ]
     for run_flags in runs:

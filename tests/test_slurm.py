@@ -130,22 +130,50 @@ def test_slurm_job_trains_two_processes_to_the_end(project, uninterrupted):
     assert not (run_dir / ".lock").exists()
 
 
+STOPS = {
+    # Slurm's warning before a time limit, sent on demand: the script saves and requeues.
+    "USR1 to the batch script": (["scancel", "--signal=USR1", "--batch"], "SIGUSR1", "USR1"),
+    # What preemption in requeue mode does: TERM to every process, then Slurm requeues.
+    "scontrol requeue (TERM)": (["scontrol", "requeue"], "SIGTERM", "TERM"),
+}
+
+
+@pytest.mark.parametrize("stop", STOPS.values(), ids=STOPS.keys())
 def test_slurm_job_signalled_mid_epoch_requeues_and_finishes_exactly(
-    cluster, project, uninterrupted, tmp_path
+    cluster, project, uninterrupted, tmp_path, stop
 ):
+    command, signal_name, received = stop
     job_id = submit(cluster, project, *DIGITS, "--output-dir", str(tmp_path), "--name", "cut")
     wait_for_output(cluster, project, job_id, "epoch 1/3")
-    cluster.run(["scancel", "--signal=USR1", "--batch", job_id])
+    cluster.run([*command, job_id])
     job = completed_after(cluster, job_id, restarts=1)
     output = job_output(project, job_id)
     assert job["JobState"] == "COMPLETED", output[-3000:]
-    assert f"job {job_id}: USR1 received" in output
-    stopped = re.search(r"stopped at epoch 2, step (\d+) \(SIGUSR1\)", output)
-    assert stopped, output[-3000:]
+    assert f"job {job_id}: {received} received" in output
+    assert re.search(rf"stopped at epoch 2, step \d+ \({signal_name}\)", output), output[-3000:]
     assert f"job {job_id} on 1 node(s) x 2 process(es), restart 1" in output
     resumed = re.search(r"resumed from \S+/cut/last.pt in epoch 2 after (\d+) batches", output)
     assert resumed and int(resumed.group(1)) > 0, output[-3000:]
     assert_same_run(uninterrupted[1] / "ref", tmp_path / "cut")
+
+
+def test_cancelled_slurm_job_saves_stays_cancelled_and_continues_when_resubmitted(
+    cluster, project, uninterrupted, tmp_path
+):
+    arguments = [*DIGITS, "--output-dir", str(tmp_path), "--name", "cancelled"]
+    job_id = submit(cluster, project, *arguments)
+    wait_for_output(cluster, project, job_id, "epoch 1/3")
+    cluster.run(["scancel", job_id])
+    job = cluster.wait_until_finished(job_id)
+    output = job_output(project, job_id)
+    assert job["JobState"] == "CANCELLED" and job["Restarts"] == "0", output[-3000:]
+    assert re.search(r"stopped at epoch 2, step \d+ \(SIGTERM\)", output), output[-3000:]
+    stopped = torch.load(tmp_path / "cancelled" / "last.pt", weights_only=True)
+    assert stopped["batches_done"] > 0
+    again = submit(cluster, project, *arguments, "--resume", "auto")
+    job = completed_after(cluster, again, restarts=0)
+    assert job["JobState"] == "COMPLETED", job_output(project, again)[-3000:]
+    assert_same_run(uninterrupted[1] / "ref", tmp_path / "cancelled")
 
 
 @pytest.mark.slow
