@@ -1,5 +1,7 @@
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,6 +9,7 @@ import torch
 from conftest import QUICK, load_weights
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+SBATCH = Path(__file__).resolve().parent.parent / "slurm" / "train.sbatch"
 
 
 def torchrun(tmp_path, processes: int, *flags: str) -> subprocess.CompletedProcess:
@@ -41,3 +44,17 @@ def test_nccl_on_every_visible_gpu(tmp_path):
     result = torchrun(tmp_path, torch.cuda.device_count(), "--device", "cuda")
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"world size {torch.cuda.device_count()}" in result.stderr
+
+
+def test_sbatch_script_parses_and_outside_slurm_says_how_to_submit(tmp_path):
+    assert subprocess.run(["bash", "-n", str(SBATCH)]).returncode == 0
+    outside = {key: value for key, value in os.environ.items() if not key.startswith("SLURM_")}
+    result = subprocess.run(
+        ["bash", str(SBATCH), "--output-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=outside,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {SBATCH} runs inside a Slurm job: submit it with")
+    assert list(tmp_path.iterdir()) == []
