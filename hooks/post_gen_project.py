@@ -24,6 +24,7 @@ def unselected_paths(answers: dict) -> list[str]:
         paths.append("tests/test_amp.py")
     if multi_gpu not in ("ddp", "both"):
         paths.append(f"{package}/distributed.py")
+        paths.append(f"{package}/launch.py")
         paths.append("tests/test_distributed.py")
         paths.append("slurm")
     if multi_gpu not in ("dp", "both"):

@@ -91,7 +91,8 @@ def expected_files(answers: dict) -> set[str]:
     if answers["mixed_precision"] == "yes":
         files |= {f"{package}/amp.py", "tests/test_amp.py"}
     if uses_ddp(answers):
-        files |= {f"{package}/distributed.py", "tests/test_distributed.py", "slurm/train.sbatch"}
+        files |= {f"{package}/distributed.py", f"{package}/launch.py", "slurm/train.sbatch"}
+        files.add("tests/test_distributed.py")
     if uses_dp(answers):
         files |= {f"{package}/data_parallel.py", "tests/test_data_parallel.py"}
     if answers["onnx_export"] == "yes":

@@ -23,6 +23,7 @@ REPRESENTATIVE = [
     {"logger": "none", "mixed_precision": "no", "multi_gpu": "none", "onnx_export": "no"},
 ]
 
+
 def suite_cases() -> list:
     return [
         pytest.param(

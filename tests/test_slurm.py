@@ -204,38 +204,47 @@ def test_slurm_job_near_its_time_limit_saves_and_requeues(cluster, project, tmp_
     assert [record["epoch"] for record in read_metrics(tmp_path / "long")] == list(range(1, 31))
 
 
-def test_slurm_job_into_a_folder_another_job_holds_fails_in_one_line(cluster, project, tmp_path):
-    run_dir = tmp_path / "held"
+def folder_another_job_holds(output_dir: Path) -> list[str]:
+    run_dir = output_dir / "held"
     run_dir.mkdir()
     lock = {"pid": 4242, "host": "node17", "slurm_job": "99", "slurm_restart": 0}
     (run_dir / ".lock").write_text(json.dumps(lock))
-    job_id = submit(cluster, project, *DIGITS, "--output-dir", str(tmp_path), "--name", "held")
+    return ["--name", "held"]
+
+
+def checkpoint_of_other_flags(output_dir: Path) -> list[str]:
+    """The uninterrupted job's folder, continued with another image size."""
+    return ["--name", "ref", "--resume", "auto", "--image-size", "16"]
+
+
+MISTAKES = {
+    "run folder another job holds": (
+        folder_another_job_holds,
+        "is in use by process 4242 on node17 (Slurm job 99): wait for it to finish",
+    ),
+    "checkpoint that does not match": (
+        checkpoint_of_other_flags,
+        "was trained with --image-size 8: resume with the same flags",
+    ),
+    "bad flag value": (lambda output_dir: ["--epochs", "0"], "--epochs"),
+}
+
+
+@pytest.mark.parametrize("mistake", MISTAKES.values(), ids=MISTAKES.keys())
+def test_slurm_job_with_a_mistake_fails_in_one_line(cluster, project, uninterrupted, mistake):
+    make_mistake, expected = mistake
+    output_dir = uninterrupted[1]
+    arguments = make_mistake(output_dir)
+    before = {path: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()}
+    job_id = submit(cluster, project, *DIGITS, "--output-dir", str(output_dir), *arguments)
     job = completed_after(cluster, job_id, restarts=0)
     output = job_output(project, job_id)
     assert job["JobState"] == "FAILED" and job["ExitCode"] != "0:0", output[-3000:]
     errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert errors == [
-        f"error: run folder {run_dir} is in use by process 4242 on node17 (Slurm job 99): "
-        f"wait for it to finish or pass --name NEW (delete {run_dir / '.lock'} if no such "
-        "process runs)"
-    ], output[-3000:]
-    assert sorted(path.name for path in run_dir.iterdir()) == [".lock"]
-
-
-def test_slurm_job_resuming_a_checkpoint_that_does_not_match_fails_in_one_line(
-    cluster, project, uninterrupted
-):
-    job_id_before, output_dir = uninterrupted
-    run_dir = output_dir / "ref"
-    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
-    arguments = [*DIGITS, "--output-dir", str(output_dir), "--name", "ref", "--resume", "auto"]
-    job_id = submit(cluster, project, *arguments, "--image-size", "16")
-    job = completed_after(cluster, job_id, restarts=0)
-    output = job_output(project, job_id)
-    assert job["JobState"] == "FAILED", output[-3000:]
-    errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "was trained with --image-size 8" in errors[0], output[-3000:]
-    assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == before
+    assert len(errors) == 1 and expected in errors[0], output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    after = {path: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()}
+    assert after == before
 
 
 @pytest.mark.parametrize("has_sbatch", [True, False], ids=["sbatch", "no sbatch on PATH"])

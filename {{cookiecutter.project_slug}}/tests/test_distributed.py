@@ -58,3 +58,19 @@ def test_sbatch_script_parses_and_outside_slurm_says_how_to_submit(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {SBATCH} runs inside a Slurm job: submit it with")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_launch_reports_a_mistake_once_without_a_traceback(tmp_path):
+    launch = [sys.executable, "-m", "{{ cookiecutter.project_slug }}.launch", "--standalone"]
+    command = [*launch, "--nproc-per-node=2", "-m", "{{ cookiecutter.project_slug }}.train"]
+    result = subprocess.run(
+        [*command, "--epochs", "0", "--output-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--epochs" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []

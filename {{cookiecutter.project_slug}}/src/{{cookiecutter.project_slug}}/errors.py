@@ -17,6 +17,11 @@ class StoppedEarly(Exception):
     exit_code = 75
 
 
+def reports_mistakes() -> bool:
+    """Under torchrun every rank finds the same mistake: rank 0 says it, once."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def user_message(error: UserError) -> str:
     """The error's one line; one raised in a DataLoader worker arrives wrapped in its traceback,
     whose last line reads "<module>.UserError: <message>"."""
@@ -48,7 +53,7 @@ def run_reporting_user_errors(entry_point: Callable[[], None]) -> int:
     try:
         entry_point()
     except UserError as error:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank finds the mistake
+        if reports_mistakes():
             print(f"error: {user_message(error)}", file=sys.stderr)
         return 2
     except StoppedEarly as stopped:  # the run logged where it stopped

@@ -8,6 +8,8 @@ import math
 from collections.abc import Callable
 from typing import NoReturn
 
+from .errors import reports_mistakes
+
 # Every model's stem and pooling needs at least this many pixels per side.
 MIN_IMAGE_SIZE = 8
 
@@ -16,7 +18,7 @@ class ConfigParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line naming the problem and the fix."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n" if reports_mistakes() else None)
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
