@@ -7,6 +7,7 @@ pid and log files all live in the folder. The settings that keep requeue tests q
 """
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -53,6 +54,8 @@ def free_port() -> int:
 def slurm_conf(folder: Path, node: str, cpus: int, memory_mb: int) -> str:
     return f"""\
 ClusterName=templatetests
+# Job ids (and so the jobs' rendezvous ports) unlike those of another test cluster on the host.
+FirstJobId={random.randint(1000, 15000)}
 SlurmctldHost={node}(127.0.0.1)
 SlurmctldPort={free_port()}
 SlurmdPort={free_port()}

@@ -4,6 +4,7 @@ bit-identical to the uninterrupted job; a job near its time limit does the same 
 warning signal; mistakes end the job with one line."""
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -22,6 +23,16 @@ pytestmark = pytest.mark.xdist_group("slurm")
 
 DIGITS = ["--dataset", "digits", "--batch-size", "8", "--epochs", "3", "--deterministic"]
 DIGITS += ["--no-progress", "--seed", "11"]
+
+
+@pytest.fixture(autouse=True)
+def one_worker_runs_them_all(request):
+    """Two workers would start two clusters, whose jobs compete for the two cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and request.config.getvalue("dist") == "loadgroup":
+        assert request.node.nodeid.endswith("@slurm"), (
+            "pytest-xdist did not group the Slurm tests onto one worker (its xdist_group marks "
+            "need a pytest that keeps Node._nodeid): check the pinned pytest"
+        )
 
 
 @pytest.fixture(scope="module")

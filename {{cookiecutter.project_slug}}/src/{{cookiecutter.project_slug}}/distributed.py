@@ -78,8 +78,8 @@ class DistributedRuntime(Runtime):
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
 
-    def rank0_decides(self, flag: bool) -> bool:
-        decision = [flag]
+    def rank0_decides(self, value):
+        decision = [value]
         dist.broadcast_object_list(decision, src=0)
         return decision[0]
 

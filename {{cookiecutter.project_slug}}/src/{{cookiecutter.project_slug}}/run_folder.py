@@ -16,7 +16,7 @@ import json
 import os
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from .errors import UserError
@@ -96,6 +96,22 @@ def owned(run_dir: Path, log) -> Iterator[None]:
             if any(folder.iterdir()):
                 break
             folder.rmdir()
+
+
+@contextmanager
+def owned_by_rank0(run_dir: Path, runtime, log) -> Iterator[None]:
+    """Rank 0 holds the run folder (see `owned`); a refusal is raised on every rank, so that
+    none waits for rank 0 in vain."""
+    with ExitStack() as held:
+        refusal = None
+        if runtime.is_main:
+            try:
+                held.enter_context(owned(run_dir, log))
+            except UserError as error:
+                refusal = str(error)
+        if (refusal := runtime.rank0_decides(refusal)) is not None:
+            raise UserError(refusal)
+        yield
 
 
 def lock_owner() -> dict:

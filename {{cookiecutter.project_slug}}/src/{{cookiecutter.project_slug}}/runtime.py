@@ -51,8 +51,9 @@ class Runtime:
     def any_rank(self, flag: bool) -> bool:
         return flag
 
-    def rank0_decides(self, flag: bool) -> bool:
-        return flag
+    def rank0_decides(self, value):
+        """Rank 0's `value`, on every rank."""
+        return value
 
     def share_buffers(self, model: nn.Module) -> None:
         """Give every rank rank 0's buffers (BatchNorm statistics)."""

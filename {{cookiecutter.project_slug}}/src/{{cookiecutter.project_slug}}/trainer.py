@@ -2,7 +2,6 @@
 
 import functools
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -35,7 +34,7 @@ from .models import build_model, initialise_weights, model_summary
 from .optim import build_optimizer, build_scheduler
 from .precision import build_precision
 from .preemption import StopRequest, stop_requests
-from .run_folder import continues_in_place, owned, resume_source
+from .run_folder import continues_in_place, owned_by_rank0, resume_source
 from .runtime import Runtime, launch, seed_everything
 
 
@@ -51,7 +50,7 @@ def run(config: Config, runtime: Runtime) -> None:
     run_dir = config.run.output_dir / config.run.name
     log = console_logger(writes=runtime.is_main)
     try:
-        with owned(run_dir, log) if runtime.is_main else nullcontext():
+        with owned_by_rank0(run_dir, runtime, log):
             with stop_requests(config.run.max_minutes) as stop:
                 start_and_fit(config, runtime, run_dir, stop, log)
     except UserError as error:
