@@ -1,8 +1,9 @@
 """Ending a run early without losing work: preemption signals and a time budget.
 
 SIGTERM (sent by Slurm, Kubernetes and cloud schedulers before they kill a job) and SIGUSR1
-(Slurm's warning before a time limit, with `--signal=USR1@SECONDS`) only set a flag. The
-training loop looks at it after every optimizer update; all ranks agree, save a mid-epoch
+(Slurm's warning before a time limit, with `--signal=USR1@SECONDS`) only set a flag, from the
+moment the flags are parsed (a signal while torch loads is kept, not fatal). The training loop
+looks at it after every optimizer update; all ranks agree, save a mid-epoch
 last.pt and exit with code 75 (errors.StoppedEarly). `--resume auto` then continues inside that
 epoch.
 """

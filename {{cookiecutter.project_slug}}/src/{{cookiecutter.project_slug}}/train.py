@@ -2,14 +2,18 @@
 
 from .config import parse_config
 from .errors import run_reporting_user_errors
+from .preemption import stop_requests
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_config(argv)
-    # Imported only now: torch takes seconds to load, --help and flag errors should not wait.
-    from .trainer import train
+    # Listening from here: a stop signal while torch loads and the data is read is kept, and
+    # the run stops after its first step, saved, instead of dying unsaved.
+    with stop_requests(config.run.max_minutes) as stop:
+        # Imported only now: torch takes seconds to load, --help and flag errors should not wait.
+        from .trainer import train
 
-    return run_reporting_user_errors(lambda: train(config))
+        return run_reporting_user_errors(lambda: train(config, stop))
 
 
 if __name__ == "__main__":

@@ -33,26 +33,26 @@ from .loggers import (
 from .models import build_model, initialise_weights, model_summary
 from .optim import build_optimizer, build_scheduler
 from .precision import build_precision
-from .preemption import StopRequest, stop_requests
+from .preemption import StopRequest
 from .run_folder import continues_in_place, owned_by_rank0, resume_source
 from .runtime import Runtime, launch, seed_everything
 
 
-def train(config: Config) -> None:
-    """Train under the launch that applies to this process (see runtime.launch)."""
+def train(config: Config, stop: StopRequest) -> None:
+    """Train under the launch that applies to this process (see runtime.launch), until done or
+    `stop` is requested."""
     load_implementations()
-    launch(config, run)
+    launch(config, functools.partial(run, stop=stop))
 
 
-def run(config: Config, runtime: Runtime) -> None:
-    """This process's part of a run: own the run folder, honour stop signals, fit."""
+def run(config: Config, runtime: Runtime, stop: StopRequest) -> None:
+    """This process's part of a run: own the run folder, fit."""
     seed_everything(config.run.seed + runtime.rank, config.run.deterministic)
     run_dir = config.run.output_dir / config.run.name
     log = console_logger(writes=runtime.is_main)
     try:
         with owned_by_rank0(run_dir, runtime, log):
-            with stop_requests(config.run.max_minutes) as stop:
-                start_and_fit(config, runtime, run_dir, stop, log)
+            start_and_fit(config, runtime, run_dir, stop, log)
     except UserError as error:
         append_to_run_log(f"error: {user_message(error)}")
         raise
