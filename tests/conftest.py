@@ -168,6 +168,7 @@ def pytest_terminal_summary(terminalreporter):
         f"bad inputs: {answers[0] + flags[0]}/{answers[1] + flags[1]} clear"
     )
     preemption = ("test_signal_saves_mid_epoch", "test_time_budget_stops", "test_torchrun_restarts")
+    preemption += ("test_signal_while_torch_still_loads",)
     trials = [count(name) for name in preemption]
     resumed, tried = sum(passed for passed, _ in trials), sum(total for _, total in trials)
     terminalreporter.write_line(f"preemption trials: {resumed}/{tried} resumed exactly")

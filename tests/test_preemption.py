@@ -4,13 +4,21 @@ a worker torchrun restarts (--max-restarts) resumes by itself, just as exactly."
 
 import os
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import read_metrics, run_command, start_command, train_command
+from conftest import (
+    project_environment,
+    read_metrics,
+    run_command,
+    start_command,
+    train_command,
+)
 from options import SLUG
 
 DIGITS = ["--dataset", "digits", "--batch-size", "8", "--epochs", "3", "--deterministic"]
@@ -144,3 +152,74 @@ def test_torchrun_restarts_after_a_killed_worker_and_the_run_ends_exactly(
     assert "epoch 1/3" in log and log.count("epoch 3/3") == 1
     assert f"resumed from {tmp_path}/elastic/last.pt in epoch 2, step" in log, log[-3000:]
     assert_same_run(tmp_path / "straight", tmp_path / "elastic")
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler installed for `signum` (SigCgt in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+# Holds a process at its first `import torch` until the file TORCH_IMPORT_GATE names exists.
+TORCH_IMPORT_GATE = """\
+import importlib.abc, os, sys, time
+
+class Gate(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            gate = os.environ["TORCH_IMPORT_GATE"]
+            open(gate + ".waiting", "w").close()
+            while not os.path.exists(gate):
+                time.sleep(0.01)
+        return None
+
+sys.meta_path.insert(0, Gate())
+"""
+
+
+def test_signal_while_torch_still_loads_stops_after_the_first_step(
+    render, preloaded_python, tmp_path
+):
+    project = render(logger="none", onnx_export="no", mixed_precision="no", multi_gpu="none")
+    arguments = [*DIGITS, "--output-dir", str(tmp_path / "runs")]
+    straight = run_command(
+        [*train_command(preloaded_python), *arguments, "--name", "straight"], project
+    )
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    gate_dir = tmp_path / "gate"
+    gate_dir.mkdir()
+    (gate_dir / "sitecustomize.py").write_text(TORCH_IMPORT_GATE)
+    gate = tmp_path / "open"
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"{SLUG}.train", *arguments, "--name", "cut"],
+        cwd=project,
+        env=project_environment(
+            project,
+            PYTHONPATH=f"{gate_dir}{os.pathsep}{project / 'src'}",
+            TORCH_IMPORT_GATE=str(gate),
+            OMP_NUM_THREADS="1",  # as in the preloaded runs: results depend on thread count
+            MKL_NUM_THREADS="1",
+        ),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not Path(f"{gate}.waiting").exists():  # parsed its flags, about to import torch
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.01)
+    assert catches(process.pid, signal.SIGUSR1)
+    process.send_signal(signal.SIGUSR1)
+    gate.touch()
+    log = process.stderr.read()
+    assert process.wait(timeout=300) == STOPPED_EXIT_CODE, log[-2000:]
+    assert "stopped at epoch 1, step 1 (SIGUSR1): continue with --resume auto" in log, log[-2000:]
+    resumed = run_command(
+        [*train_command(preloaded_python), *arguments, "--name", "cut", "--resume", "auto"],
+        project,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "in epoch 1 after 1 batches" in resumed.stderr
+    assert_same_run(tmp_path / "runs" / "straight", tmp_path / "runs" / "cut")
