@@ -6,15 +6,18 @@ pid and log files all live in the folder. The settings that keep requeue tests q
 (cred_expire, sched_interval, KillWait) are explained next to them.
 """
 
+import ctypes
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
+PR_SET_PDEATHSIG = 1
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "sinfo", "mungekey")
 
 
@@ -43,6 +46,12 @@ def ensure_installed() -> None:
     missing = [name for name in DAEMONS if not find_daemon(name)]
     if missing:
         raise SlurmUnavailable(f"installed Slurm lacks {', '.join(missing)}")
+
+
+def stop_with_parent() -> None:
+    """In the daemon, before exec: get SIGTERM when the test process dies, even by SIGKILL,
+    so that no daemon outlives a killed test run (Linux prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -130,7 +139,13 @@ class SlurmCluster:
     def spawn(self, command: list[str], ready) -> None:
         log = open(self.folder / f"{Path(command[0]).name}.out", "w")
         self.daemons.append(
-            subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            subprocess.Popen(
+                command,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=stop_with_parent,
+            )
         )
         deadline = time.monotonic() + 30
         while not ready():
