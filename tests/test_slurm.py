@@ -52,8 +52,11 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def project(render) -> Path:
-    return render(logger="none", mixed_precision="no", multi_gpu="ddp", onnx_export="no")
+def project(render, tmp_path_factory) -> Path:
+    """A copy of the rendered project: jobs write their output files into it, and other tests
+    check the rendered files."""
+    rendered = render(logger="none", mixed_precision="no", multi_gpu="ddp", onnx_export="no")
+    return Path(shutil.copytree(rendered, tmp_path_factory.mktemp("slurm-project") / "project"))
 
 
 def job_environment(project: Path) -> dict:
