@@ -39,6 +39,15 @@ def test_two_gloo_processes_train_and_only_rank0_writes(tmp_path):
     )  # last.pt and best.pt, no per-rank copies
 
 
+@pytest.mark.slow
+def test_two_compiled_gloo_processes_train_identical_replicas(tmp_path):
+    result = torchrun(tmp_path, 2, "--device", "cpu", "--model", "mlp", "--compile")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "parameters identical on all 2 ranks" in result.stderr
+    weights = load_weights(tmp_path / "ddp" / "last.pt")
+    assert not [key for key in weights if "_orig_mod" in key or key.startswith("module.")]
+
+
 @pytest.mark.gpu
 def test_nccl_on_every_visible_gpu(tmp_path):
     result = torchrun(tmp_path, torch.cuda.device_count(), "--device", "cuda")

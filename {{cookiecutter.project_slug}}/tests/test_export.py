@@ -67,3 +67,23 @@ def test_exported_file_is_self_contained_and_names_its_preprocessing(train, tmp_
     )
     (logits,) = session.run(None, {"images": np.zeros((2, 3, 8, 8), np.float32)})
     assert logits.shape == (2, 10)
+
+
+@pytest.mark.slow
+def test_compiled_ema_run_exports_the_ema_weights(train, tmp_path):
+    run_dir = train("--model", "mlp", "--compile", "--ema", "0.9", "--export-onnx")
+    checkpoint = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
+    spec = DataSpec.from_dict(checkpoint["data_spec"])
+    images = torch.randn(3, spec.in_channels, spec.image_size, spec.image_size)
+    onnx_file = run_dir / "model.onnx"
+    session = onnxruntime.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"images": images.numpy()})
+    outputs = {}
+    for weights in ("ema", "model"):
+        model = build_model("mlp", spec).eval()
+        state = checkpoint["ema"]["weights"] if weights == "ema" else checkpoint["model"]
+        model.load_state_dict(state)
+        with torch.no_grad():
+            outputs[weights] = model(images).numpy()
+    assert np.abs(logits - outputs["ema"]).max() <= export.TOLERANCE
+    assert np.abs(logits - outputs["model"]).max() > export.TOLERANCE

@@ -11,6 +11,7 @@ from torch import nn
 
 from .config import Config
 from .data import class_count_of, image_size_of
+from .ema import ExponentialMovingAverage
 from .engine import Training
 from .errors import UserError
 from .runtime import Runtime
@@ -89,6 +90,7 @@ def save_run_state(
         "optimizer": optimisation.optimizer.state_dict(),
         "scheduler": scheduler_position(optimisation.scheduler),
         "precision": optimisation.precision.state_dict(),
+        **ema_state(optimisation.ema),
         "epoch": progress.epoch,
         "global_step": progress.global_step,
         "batches_done": progress.batches_done,
@@ -113,9 +115,14 @@ def load_resumable(path: Path, config: Config) -> dict:
         "dataset": config.data.dataset,
         "model": config.model.model,
         "optimizer": config.optim.optimizer,
+        "ema": config.optim.ema,
+        "balanced_sampling": config.data.balanced_sampling,  # decides the order within an epoch
     }
+    saved = {"ema": 0.0, "balanced_sampling": False, **saved}  # checkpoints from before them
     differences = [
-        f"--{flag} {saved.get(flag)}" for flag, value in current.items() if saved.get(flag) != value
+        f"--{flag.replace('_', '-')} {saved.get(flag)}"
+        for flag, value in current.items()
+        if saved.get(flag) != value
     ]
     saved_size = state["data_spec"]["image_size"]
     if saved_size != image_size_of(config.data):
@@ -142,6 +149,8 @@ def restore_run_state(training: Training, state: dict, path: Path, rank: int) ->
     optimisation.optimizer.load_state_dict(state["optimizer"])
     optimisation.scheduler.load_state_dict(state["scheduler"])
     optimisation.precision.load_state_dict(state["precision"])
+    if optimisation.ema is not None:
+        optimisation.ema.load_checkpoint_state(state["ema"])
     progress = training.progress
     progress.epoch = state["epoch"]
     progress.global_step = state["global_step"]
@@ -149,6 +158,11 @@ def restore_run_state(training: Training, state: dict, path: Path, rank: int) ->
     progress.partial_sums = state["partial_sums"][rank % len(state["partial_sums"])]
     restore_rng_state(state["rng"][rank % len(state["rng"])])
     training.stopper.load_state_dict(state["early_stopping"])
+
+
+def ema_state(ema: ExponentialMovingAverage | None) -> dict:
+    """The EMA's weights and update count, under "ema" (nothing without --ema)."""
+    return {} if ema is None else {"ema": ema.state_dict_for_checkpoint()}
 
 
 def scheduler_position(scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict:
@@ -208,10 +222,16 @@ def load_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
-def load_model_weights(model: nn.Module, checkpoint: dict, path: Path) -> None:
+def load_model_weights(
+    model: nn.Module, checkpoint: dict, path: Path, for_inference: bool = False
+) -> None:
+    """The trained weights; `for_inference`: the EMA's when the run kept one (--ema)."""
     saved = checkpoint["config"]
+    weights = checkpoint["model"]
+    if for_inference and "ema" in checkpoint:
+        weights = checkpoint["ema"]["weights"]
     try:
-        unwrap(model).load_state_dict(strip_wrapper_prefixes(checkpoint["model"]))
+        unwrap(model).load_state_dict(strip_wrapper_prefixes(weights))
     except RuntimeError:
         raise UserError(
             f"checkpoint {path} holds a {saved.get('model')} with "

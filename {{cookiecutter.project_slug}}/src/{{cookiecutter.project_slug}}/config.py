@@ -20,6 +20,7 @@ from .flags import (
     DefaultsHelpFormatter,
     class_count,
     crop_ratio,
+    ema_decay,
     fraction,
     image_size,
     non_negative_float,
@@ -59,15 +60,20 @@ class DataConfig:
     num_workers: int | None
     mixup_alpha: float
     cutmix_alpha: float
+    balanced_sampling: bool
     batch_size: int
     seed: int
 
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The architecture, its initial weights, and how it runs (compiled, memory layout)."""
+
     model: str
     init: str
     pretrained: bool
+    compile: bool
+    channels_last: bool
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,8 @@ class OptimConfig:
     accum_steps: int
     clip_grad_norm: float | None
     label_smoothing: float
+    class_weights: str
+    ema: float
     epochs: int
 
 
@@ -208,12 +216,32 @@ def build_parser() -> ConfigParser:
     data.add_argument(
         "--cutmix-alpha", type=non_negative_float, default=0.0, help="CutMix alpha (0 disables)"
     )
+    data.add_argument(
+        "--balanced-sampling",
+        action="store_true",
+        help="draw each epoch's training samples with equal probability per class (with "
+        "replacement); under DDP every rank draws a disjoint share",
+    )
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", choices=MODELS, default="simple_cnn", help="architecture")
     model.add_argument("--init", choices=INIT_SCHEMES, default="default", help="weight init scheme")
     model.add_argument(
         "--pretrained", action="store_true", help="resnet18: ImageNet weights (needs network)"
+    )
+
+    speed = parser.add_argument_group("speed")
+    speed.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (pays off on GPUs; compiling takes a minute on a CPU); "
+        "checkpoints load with or without it",
+    )
+    speed.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="channels-last memory format for model and inputs (faster convolutions on "
+        "tensor-core GPUs)",
     )
 
     optim = parser.add_argument_group("optimisation")
@@ -266,6 +294,21 @@ def build_parser() -> ConfigParser:
     )
     optim.add_argument(
         "--label-smoothing", type=smoothing, default=0.0, help="cross-entropy smoothing"
+    )
+    optim.add_argument(
+        "--class-weights",
+        choices=("none", "auto"),
+        default="none",
+        help="auto: weigh the training loss by inverse class frequency (for imbalanced data)",
+    )
+    optim.add_argument(
+        "--ema",
+        type=ema_decay,
+        default=0.0,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights with this decay (e.g. 0.999; "
+        "0: off), warmed up as min(DECAY, (1 + step) / (10 + step)); it is evaluated each "
+        "epoch, selects best.pt and is what evaluate and export use",
     )
 
     stopping = parser.add_argument_group("early stopping")
@@ -427,5 +470,10 @@ def check_combinations(parser: ConfigParser, config: argparse.Namespace) -> None
         parser.error(f"--device must be auto, cpu, cuda or cuda:N, got {config.device!r}")
     if config.min_lr > config.lr:
         parser.error(f"--min-lr {config.min_lr:g} is above --lr {config.lr:g}: lower --min-lr")
+    if config.balanced_sampling and config.class_weights == "auto":
+        parser.error(
+            "--balanced-sampling already gives every class the same weight; --class-weights "
+            "auto on top would favour rare classes in proportion to their rarity: pick one"
+        )
     for feature in FEATURES:
         feature.check(config, parser)

@@ -2,6 +2,7 @@
 
 import itertools
 import logging
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -41,6 +42,8 @@ NORMALIZATION = {
 }
 # MixUp and CutMix draw from a seed of their own, derived from the batch's sample seeds.
 MIX_SALT = 0x4D49
+# Balanced sampling draws each epoch's samples from a seed of its own, derived from (seed, epoch).
+BALANCE_SALT = 0x4241
 log = logging.getLogger("train.data")
 
 
@@ -180,6 +183,49 @@ class SeededShuffle(Sampler[tuple[int, int]]):
     def __iter__(self):
         for index in itertools.islice(self.sampler, self.start, None):
             yield index, derived_seed(self.seed, self.epoch, index)
+
+
+class ClassBalancedSampler(Sampler[tuple[int, int]]):
+    """Each epoch, one draw with replacement in which every class is equally likely, then every
+    sample of it: `len(labels)` draws, padded to a multiple of `world_size`.
+
+    The draw depends only on (seed, epoch), so every rank makes the same one; rank r takes
+    positions r, r + world_size, ...: disjoint shares that together make one epoch. A sample
+    can be drawn twice in an epoch, so its augmentation seed comes from its position.
+    """
+
+    def __init__(self, labels: torch.Tensor, rank: int, world_size: int, seed: int) -> None:
+        counts = torch.bincount(labels)
+        self.class_sizes = counts[counts > 0]  # a class without samples cannot be drawn
+        self.class_starts = self.class_sizes.cumsum(0) - self.class_sizes
+        self.grouped_by_class = torch.argsort(labels, stable=True)
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.num_samples = math.ceil(len(labels) / world_size)
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Yield `epoch`'s samples from position `start` on (where a stopped run left off)."""
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        drawn = self.epoch_draw().tolist()
+        positions = range(self.rank, len(drawn), self.world_size)
+        for position in itertools.islice(positions, self.start, None):
+            yield drawn[position], derived_seed(self.seed, self.epoch, position)
+
+    def epoch_draw(self) -> torch.Tensor:
+        """Every rank's samples of the epoch, in order."""
+        seed = derived_seed(BALANCE_SALT, self.seed, self.epoch)
+        generator = torch.Generator().manual_seed(seed)
+        total = self.num_samples * self.world_size
+        classes = torch.randint(len(self.class_sizes), (total,), generator=generator)
+        uniform = torch.rand(total, generator=generator, dtype=torch.float64)
+        within_class = (uniform * self.class_sizes[classes]).long()
+        return self.grouped_by_class[self.class_starts[classes] + within_class]
 
 
 @contextmanager
@@ -397,6 +443,54 @@ def image_folder_datasets(config: DataConfig, augment: bool):
     return splits, spec
 
 
+def training_labels(dataset: Dataset) -> torch.Tensor:
+    """Every sample's label, read without decoding an image."""
+    if isinstance(dataset, TensorImageDataset):
+        return dataset.labels.long()
+    if isinstance(dataset, ImageFileDataset):
+        return torch.tensor([label for _, label in dataset.samples])
+    if isinstance(dataset, datasets.FakeData):
+        return fake_labels(dataset)
+    if hasattr(dataset, "targets"):  # CIFAR10, and torchvision's other labelled datasets
+        return torch.as_tensor(dataset.targets).long()
+    # A dataset added later that keeps its labels nowhere: read (and decode) every sample.
+    return torch.tensor([dataset[index][1] for index in range(len(dataset))])
+
+
+def fake_labels(dataset: datasets.FakeData) -> torch.Tensor:
+    """FakeData draws each target right after its image, from torch's RNG seeded with the index
+    (plus an offset): replay those draws, which costs far less than building the images."""
+    generator = torch.Generator()
+    image = torch.empty(dataset.image_size)
+    labels = torch.empty(len(dataset), dtype=torch.long)
+    for index in range(len(dataset)):
+        generator.manual_seed(index + dataset.random_offset)
+        torch.randn(dataset.image_size, generator=generator, out=image)
+        labels[index] = torch.randint(0, dataset.num_classes, (1,), generator=generator)
+    return labels
+
+
+def loss_class_weights(choice: str, dataset: Dataset, class_names) -> torch.Tensor | None:
+    """--class-weights: None, or N / (C * count) per class, which averages 1 over the samples."""
+    if choice == "none":
+        return None
+    counts = torch.bincount(training_labels(dataset), minlength=len(class_names))
+    for name, count in zip(class_names, counts.tolist(), strict=True):
+        if count == 0:
+            raise UserError(
+                f"class {name} has no training samples, so --class-weights auto cannot weigh "
+                "it: add training images of it, or train with --class-weights none"
+            )
+    weights = counts.sum() / (len(class_names) * counts.double())
+    shown = [f"{weight:.3g}" for weight in weights.tolist()]
+    log.info("class weights (inverse frequency): %s", per_class(class_names, shown))
+    return weights.float()
+
+
+def per_class(class_names, values: list) -> str:
+    return ", ".join(f"{name}: {value}" for name, value in zip(class_names, values, strict=True))
+
+
 def all_images(splits: dict[str, Dataset]) -> Dataset:
     return ConcatDataset([splits[name] for name in sorted(splits)])
 
@@ -422,7 +516,7 @@ def build_loaders(
     The last, partial batch is kept unless it holds a single sample, which BatchNorm cannot
     normalise: small folders train on every image.
     """
-    sampler = SeededShuffle(train, rank, world_size, config.seed)
+    sampler = training_sampler(train, spec, config, rank, world_size)
     if config.batch_size > len(sampler):
         raise UserError(
             f"--batch-size {config.batch_size} is larger than the training set "
@@ -455,6 +549,21 @@ def build_loaders(
         **workers,
     )
     return train_loader, val_loader
+
+
+def training_sampler(
+    train: Dataset, spec: DataSpec, config: DataConfig, rank: int, world_size: int
+) -> Sampler[tuple[int, int]]:
+    if not config.balanced_sampling:
+        return SeededShuffle(train, rank, world_size, config.seed)
+    labels = training_labels(train)
+    counts = torch.bincount(labels, minlength=spec.num_classes).tolist()
+    log.info(
+        "balanced sampling: each class equally likely in every draw; training samples per "
+        "class: %s",
+        per_class(spec.class_names, counts),
+    )
+    return ClassBalancedSampler(labels, rank, world_size, config.seed)
 
 
 def local_world_size(world_size: int) -> int:

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from .data import DataSpec
 from .early_stopping import EarlyStopping
+from .ema import ExponentialMovingAverage
 from .errors import UserError
 from .precision import FullPrecision
 from .runtime import Runtime
@@ -24,8 +25,9 @@ from .runtime import Runtime
 class Optimisation:
     """Everything one optimizer update needs.
 
-    `criterion` is the training loss (label smoothing included); validation always scores
-    plain cross-entropy, so val_loss compares across runs whatever their recipe.
+    `criterion` is the training loss (label smoothing and class weights included); validation
+    always scores plain cross-entropy, so val_loss compares across runs whatever their recipe.
+    `ema`, when on, is updated after every optimizer step.
     """
 
     optimizer: torch.optim.Optimizer
@@ -34,6 +36,7 @@ class Optimisation:
     accum_steps: int
     clip_grad_norm: float | None
     precision: FullPrecision
+    ema: ExponentialMovingAverage | None = None
 
 
 @dataclass
@@ -53,7 +56,8 @@ class Progress:
 
 @dataclass
 class Training:
-    """What a run builds once and checkpoints: `model` is the raw module (never wrapped)."""
+    """What a run builds once and checkpoints: `model` is the raw module (never wrapped), whose
+    inputs are laid out in `memory_format`."""
 
     model: nn.Module
     optimisation: Optimisation
@@ -62,6 +66,7 @@ class Training:
     spec: DataSpec
     train_loader: DataLoader
     val_loader: DataLoader
+    memory_format: torch.memory_format = torch.contiguous_format
 
 
 class NonFiniteLossError(UserError):
@@ -85,6 +90,7 @@ def train_one_epoch(
     log_step: StepLogger,
     show_progress: bool,
     should_stop: Callable[[], bool] = never,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> dict | None:
     """Train for (the rest of) an epoch; return its mean loss, accuracy and throughput here.
 
@@ -99,7 +105,7 @@ def train_one_epoch(
     last_batch = len(loader) - 1
     bar = tqdm(loader, desc=f"epoch {progress.epoch + 1}", disable=not show_progress, leave=False)
     for index, (images, targets) in enumerate(bar, start=progress.batches_done):
-        images = images.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True, memory_format=memory_format)
         targets = targets.to(device, non_blocking=True)
         is_update = (index + 1) % optimisation.accum_steps == 0 or index == last_batch
         group_size = micro_batches_in_group(index, len(loader), optimisation.accum_steps)
@@ -143,6 +149,8 @@ def optimizer_step(model: nn.Module, optimisation: Optimisation) -> None:
     precision.step(optimisation.optimizer)
     optimisation.optimizer.zero_grad(set_to_none=True)
     optimisation.scheduler.step()
+    if optimisation.ema is not None:
+        optimisation.ema.update_parameters(model)
 
 
 def micro_batches_in_group(index: int, num_batches: int, accum_steps: int) -> int:
@@ -194,6 +202,7 @@ def evaluate(
     autocast: Callable[[], AbstractContextManager] = nullcontext,
     keep_predictions: bool = False,
     show_progress: bool = False,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> dict:
     """Loss, top-1 (top-5), per-class accuracy and confusion matrix over every rank's shard.
 
@@ -205,7 +214,7 @@ def evaluate(
     metrics = validation_metrics(num_classes, device)
     probabilities, labels = CatMetric().to(device), CatMetric().to(device)
     for images, targets in tqdm(loader, desc="val", disable=not show_progress, leave=False):
-        images = images.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True, memory_format=memory_format)
         targets = targets.to(device, non_blocking=True)
         with autocast():
             logits = model(images)

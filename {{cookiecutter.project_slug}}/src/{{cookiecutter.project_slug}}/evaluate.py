@@ -88,7 +88,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     check_same_classes(spec, trained, args.checkpoint)
     dataset = split_dataset(splits, split, data)
     model = build_model(config.model.model, trained)
-    load_model_weights(model, checkpoint, args.checkpoint)
+    load_model_weights(model, checkpoint, args.checkpoint, for_inference=True)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size)
     results = evaluate(model, loader, spec.num_classes, torch.device("cpu"))
     return {
@@ -96,6 +96,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
         "data_dir": None if data.data_dir is None else str(data.data_dir),
         "dataset": data.dataset,
         "split": split,
+        "weights": "ema" if "ema" in checkpoint else "model",
         "images": len(dataset),
         "classes": list(spec.class_names),
         **results,
@@ -104,8 +105,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
 
 def format_report(report: dict) -> str:
     lines = [
-        f"{report['split']} ({report['images']} images) loss {report['val_loss']:.4f}  "
-        f"top-1 {report['val_acc']:.4f}",
+        f"{report['split']} ({report['images']} images, {report['weights']} weights) "
+        f"loss {report['val_loss']:.4f}  top-1 {report['val_acc']:.4f}",
         "class            accuracy",
     ]
     for name, accuracy in zip(report["classes"], report["per_class_acc"], strict=True):

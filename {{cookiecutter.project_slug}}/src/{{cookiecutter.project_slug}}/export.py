@@ -122,7 +122,7 @@ def export_checkpoint(
     checkpoint = load_checkpoint(checkpoint_path)
     spec = DataSpec.from_dict(checkpoint["data_spec"])
     model = build_model(checkpoint["config"]["model"], spec)
-    load_model_weights(model, checkpoint, checkpoint_path)
+    load_model_weights(model, checkpoint, checkpoint_path, for_inference=True)
     export_and_verify(model, spec, output, report)
 
 

@@ -5,6 +5,7 @@ from torch import nn
 from torchinfo import summary
 from torchvision.models import ResNet18_Weights, resnet18
 
+from .config import ModelConfig
 from .data import DataSpec
 from .errors import UserError
 
@@ -95,6 +96,11 @@ def build_model(name: str, spec: DataSpec, pretrained: bool = False) -> nn.Modul
     if name == "mlp":
         return mlp(spec.in_channels * spec.image_size**2, spec.num_classes)
     return small_input_resnet18(spec, pretrained)
+
+
+def memory_format(config: ModelConfig) -> torch.memory_format:
+    """How the model's weights and inputs are laid out in memory (--channels-last)."""
+    return torch.channels_last if config.channels_last else torch.contiguous_format
 
 
 def initialise_weights(model: nn.Module, scheme: str) -> None:

@@ -15,8 +15,9 @@ from .checkpoint import (
     save_run_state,
 )
 from .config import Config, RunConfig, config_yaml
-from .data import build_datasets, build_loaders
+from .data import build_datasets, build_loaders, loss_class_weights
 from .early_stopping import EarlyStopping, resolve_mode
+from .ema import build_ema
 from .engine import Optimisation, Progress, Training, evaluate, train_one_epoch
 from .errors import StoppedEarly, UserError, user_message
 from .features import load_implementations
@@ -30,7 +31,7 @@ from .loggers import (
     keep_log_in,
     loggers_need_predictions,
 )
-from .models import build_model, initialise_weights, model_summary
+from .models import build_model, initialise_weights, memory_format, model_summary
 from .optim import build_optimizer, build_scheduler
 from .precision import build_precision
 from .preemption import StopRequest
@@ -91,23 +92,33 @@ def build_training(config: Config, runtime: Runtime, log) -> Training:
         runtime.world_size,
         pin_memory=runtime.device.type == "cuda",
     )
+    weights = loss_class_weights(config.optim.class_weights, splits["train"], spec.class_names)
     model = build_model(config.model.model, spec, config.model.pretrained)
     initialise_weights(model, config.model.init)
-    model.to(runtime.device)
+    layout = memory_format(config.model)
+    model.to(runtime.device, memory_format=layout)
     if runtime.is_main:
         log.info("model:\n%s", model_summary(model, spec, runtime.device))
+    ema = build_ema(model, config.optim.ema)  # a copy taken before compiling
+    if config.model.compile:
+        model.compile()  # in place: parameter names, and so checkpoints, stay the model's own
     optimizer = build_optimizer(model, config.optim)
     optimisation = Optimisation(
         optimizer=optimizer,
         scheduler=build_scheduler(optimizer, config.optim, len(train_loader)),
-        criterion=nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing),
+        criterion=nn.CrossEntropyLoss(
+            weight=weights, label_smoothing=config.optim.label_smoothing
+        ).to(runtime.device),
         accum_steps=config.optim.accum_steps,
         clip_grad_norm=config.optim.clip_grad_norm,
         precision=build_precision(config.features, runtime.device, log),
+        ema=ema,
     )
     run = config.run
     stopper = EarlyStopping(run.patience, run.min_delta, resolve_mode(run.monitor, run.mode))
-    return Training(model, optimisation, stopper, Progress(), spec, train_loader, val_loader)
+    return Training(
+        model, optimisation, stopper, Progress(), spec, train_loader, val_loader, layout
+    )
 
 
 def resume_point(state: dict) -> tuple[str, int]:
@@ -157,6 +168,7 @@ def fit(
             loggers.log_step,
             show_progress=runtime.is_main and not run.no_progress,
             should_stop=lambda: runtime.any_rank(stop.requested()),
+            memory_format=training.memory_format,
         )
         if train_stats is None:
             save_run_state(training, config, runtime, loggers.state_dict(), [run_dir / "last.pt"])
@@ -167,19 +179,11 @@ def fit(
                 stop.reason,
             )
             raise StoppedEarly(stop.reason)
-        runtime.share_buffers(training.model)
-        val_stats = evaluate(
-            training.model,
-            training.val_loader,
-            training.spec.num_classes,
-            runtime.device,
-            training.optimisation.precision.autocast,
-            keep_predictions=loggers_need_predictions(),  # a collective: every rank asks
-        )
-        improved = training.stopper.update(val_stats[run.monitor])
+        val_stats, selected_stats = validate(training, runtime)
+        improved = training.stopper.update(selected_stats[run.monitor])
         progress.epoch = epoch + 1
-        record = epoch_record(progress, train_stats, val_stats, training)
-        loggers.log_validation(val_stats, progress.global_step)
+        record = epoch_record(progress, train_stats, val_stats, selected_stats, training)
+        loggers.log_validation(selected_stats, progress.global_step)
         loggers.log_epoch(record, progress.global_step, training.model)
         paths = [run_dir / "last.pt", *([run_dir / "best.pt"] if improved else [])]
         save_run_state(training, config, runtime, loggers.state_dict(), paths)
@@ -191,6 +195,30 @@ def fit(
     log.info("trained to epoch %d in %.1f s", progress.epoch, time.perf_counter() - started)
     loggers.finish({run.monitor: training.stopper.best}, run_dir / "best.pt")
     log.info("best %s %.4f; run folder %s", run.monitor, training.stopper.best, run_dir)
+
+
+def validate(training: Training, runtime: Runtime) -> tuple[dict, dict]:
+    """Scores of the model and of the model that selects best.pt: its EMA when on, else
+    itself."""
+    models = [training.model]
+    if training.optimisation.ema is not None:
+        models.append(training.optimisation.ema.module)
+    scores = []
+    for index, model in enumerate(models):
+        runtime.share_buffers(model)
+        last = index == len(models) - 1
+        scores.append(
+            evaluate(
+                model,
+                training.val_loader,
+                training.spec.num_classes,
+                runtime.device,
+                training.optimisation.precision.autocast,
+                keep_predictions=last and loggers_need_predictions(),  # a collective: all ask
+                memory_format=training.memory_format,
+            )
+        )
+    return scores[0], scores[-1]
 
 
 def last_epoch(run: RunConfig, progress: Progress) -> int:
@@ -208,20 +236,29 @@ def sample_batch(training: Training) -> torch.Tensor:
 
 
 def epoch_record(
-    progress: Progress, train_stats: dict, val_stats: dict, training: Training
+    progress: Progress,
+    train_stats: dict,
+    val_stats: dict,
+    selected_stats: dict,
+    training: Training,
 ) -> dict:
     record = {"epoch": progress.epoch, "step": progress.global_step}
     record.update(train_stats)
     record.update({key: value for key, value in val_stats.items() if key.startswith("val_")})
+    if selected_stats is not val_stats:
+        record.update(
+            {f"ema_{key}": value for key, value in selected_stats.items() if key.startswith("val_")}
+        )
     record["lr"] = training.optimisation.optimizer.param_groups[0]["lr"]
-    record["per_class_acc"] = val_stats["per_class_acc"]
+    record["per_class_acc"] = selected_stats["per_class_acc"]
     return record
 
 
 def epoch_line(record: dict, epochs: int) -> str:
+    ema = f"ema_val_acc {record['ema_val_acc']:.4f} " if "ema_val_acc" in record else ""
     return (
         f"epoch {record['epoch']}/{epochs} train_loss {record['train_loss']:.4f} "
         f"train_acc {record['train_acc']:.4f} val_loss {record['val_loss']:.4f} "
-        f"val_acc {record['val_acc']:.4f} lr {record['lr']:.2e} "
+        f"val_acc {record['val_acc']:.4f} {ema}lr {record['lr']:.2e} "
         f"{record['samples_per_second']:.0f} samples/s {record['epoch_seconds']:.1f}s"
     )

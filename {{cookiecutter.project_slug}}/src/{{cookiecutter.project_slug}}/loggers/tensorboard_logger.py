@@ -25,6 +25,8 @@ EPOCH_SCALARS = {
     "val_loss": "loss/val",
     "train_acc": "accuracy/train",
     "val_acc": "accuracy/val",
+    "ema_val_loss": "loss/val_ema",
+    "ema_val_acc": "accuracy/val_ema",
     "val_top5": "accuracy/val_top5",
     "lr": "lr/epoch",
     "samples_per_second": "throughput/samples_per_second",
