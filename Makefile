@@ -6,10 +6,13 @@ INSTALLED := $(VENV)/.installed
 SCRATCH := $(CURDIR)/.scratch
 DEMO_DIR := $(SCRATCH)/demo
 PYTEST_WORKERS ?= 2
+# The GPU check's interpreter: the venv, unless GPU_CHECK_PYTHON names one whose environment
+# has the packages already (a GPU machine without network); then nothing is installed.
+GPU_CHECK_PYTHON ?=
 # cookiecutter leaves rendered hook scripts in $TMPDIR: keep them inside the checkout.
 export TMPDIR := $(SCRATCH)/tmp
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo test test-fast gpu-check lint clean
 
 install: $(INSTALLED)
 
@@ -34,6 +37,10 @@ test: install  ## the whole suite
 
 test-fast: install  ## the quick subset: every combination rendered, linted and trained; four own suites
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
+
+gpu-check: $(if $(GPU_CHECK_PYTHON),,install)  ## on a CUDA GPU: train all 64 combinations, pytest -m gpu, samples/s table
+	@mkdir -p $(TMPDIR)
+	$(or $(GPU_CHECK_PYTHON),$(BIN)/python) benchmarks/gpu_check.py
 
 lint: install
 	$(BIN)/ruff check hooks tests
