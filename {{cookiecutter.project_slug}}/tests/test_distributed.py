@@ -48,6 +48,15 @@ def test_two_compiled_gloo_processes_train_identical_replicas(tmp_path):
     assert not [key for key in weights if "_orig_mod" in key or key.startswith("module.")]
 
 
+@pytest.mark.slow
+def test_two_gloo_processes_train_with_balanced_sampling(tmp_path):
+    result = torchrun(tmp_path, 2, "--device", "cpu", "--balanced-sampling")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "world size 2" in result.stderr
+    assert "balanced sampling" in result.stderr
+    assert len(load_weights(tmp_path / "ddp" / "last.pt")) > 0
+
+
 @pytest.mark.gpu
 def test_nccl_on_every_visible_gpu(tmp_path):
     result = torchrun(tmp_path, torch.cuda.device_count(), "--device", "cuda")

@@ -1,6 +1,5 @@
 """--balanced-sampling and --class-weights auto: the draw, the weights, and what they buy."""
 
-import importlib.util
 import math
 import shutil
 
@@ -23,7 +22,6 @@ from {{ cookiecutter.project_slug }}.errors import UserError
 from {{ cookiecutter.project_slug }}.train import main as train_main
 
 SKEWED = torch.tensor([0] * 2400 + [1] * 450 + [2] * 150)  # 80 / 15 / 5 %
-HAS_DDP = importlib.util.find_spec("{{ cookiecutter.project_slug }}.distributed") is not None
 
 
 @pytest.fixture(autouse=True)
@@ -192,15 +190,3 @@ def test_balanced_sampling_resumes_mid_epoch_exactly(tmp_path):
     expected = load_weights(tmp_path / "straight" / "last.pt")
     actual = load_weights(tmp_path / "cut" / "last.pt")
     assert all(torch.equal(expected[key], actual[key]) for key in expected)
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not HAS_DDP, reason="this project was generated without DDP")
-def test_two_gloo_processes_train_with_balanced_sampling(tmp_path):
-    from test_distributed import torchrun
-
-    result = torchrun(tmp_path, 2, "--device", "cpu", "--balanced-sampling")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "world size 2" in result.stderr
-    assert "balanced sampling" in result.stderr
-    assert len(load_weights(tmp_path / "ddp" / "last.pt")) > 0

@@ -67,6 +67,7 @@ def test_ema_follows_the_weights_with_the_warmed_up_decay():
     assert ema.module[1].num_batches_tracked.dtype == torch.long  # copied, not averaged
 
 
+@pytest.mark.slow
 def test_ema_is_evaluated_checkpointed_and_selects_best(train, capsys):
     run_dir = train("--ema", "0.9", "--epochs", "3")
     records = read_metrics(run_dir)
