@@ -208,6 +208,18 @@ CASES = {
         "--warmup-epochs 3 leaves no epoch of the 3",
     ),
     "amp dtype without amp": (flags("--amp-dtype", "float16"), "has no effect without --amp"),
+    "EMA decay of 1": (flags("--ema", "1"), "--ema: must be 0 (off) or a decay below 1"),
+    "EMA decay that is not a number": (flags("--ema", "high"), "--ema: must be a number"),
+    "unknown class weights": (flags("--class-weights", "inverse"), "--class-weights: invalid"),
+    "class weights and balanced sampling": (
+        flags("--class-weights", "auto", "--balanced-sampling"),
+        "--balanced-sampling already gives every class the same weight",
+    ),
+    "config with a number to compile": (config_file("compile: 1\n"), "compile must be true or"),
+    "resume with another EMA decay": (
+        resume_previous_run("--ema", "0.9"),
+        "was trained with --ema 0.9",
+    ),
     "name climbing out of the output folder": (flags("--name", "../escaped"), "plain folder name"),
     "absolute name": (flags("--name", "/tmp/elsewhere"), "plain folder name"),
     "image_folder without a folder": (flags("--dataset", "image_folder"), "needs --data-dir"),
