@@ -19,6 +19,7 @@ def unselected_paths(answers: dict) -> list[str]:
         paths.append(f"{package}/loggers/tensorboard_logger.py")
     if logger not in ("wandb", "both"):
         paths.append(f"{package}/loggers/wandb_logger.py")
+        paths += ["configs/wandb_sweep.yaml", "tests/test_wandb_sweep.py"]
     if answers["mixed_precision"] != "yes":
         paths.append(f"{package}/amp.py")
         paths.append("tests/test_amp.py")

@@ -44,6 +44,7 @@ PRELOADED = (
     "onnxscript",
     "torch.onnx._internal.exporter._core",
     "wandb",
+    "optuna",
 )
 LENGTH = struct.Struct("!I")
 

@@ -49,6 +49,7 @@ def expected_files(answers: dict) -> set[str]:
         "README.md",
         "pyproject.toml",
         "configs/digits.yaml",
+        "configs/sweep.yaml",
         "tests/conftest.py",
         "tests/test_train.py",
         "tests/test_config.py",
@@ -60,6 +61,7 @@ def expected_files(answers: dict) -> set[str]:
         "tests/test_models.py",
         "tests/test_recipe.py",
         "tests/test_imbalanced.py",
+        "tests/test_sweep.py",
         f"{package}/__init__.py",
         f"{package}/checkpoint.py",
         f"{package}/config.py",
@@ -79,6 +81,10 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/preemption.py",
         f"{package}/run_folder.py",
         f"{package}/runtime.py",
+        f"{package}/sweep.py",
+        f"{package}/sweep_space.py",
+        f"{package}/sweep_study.py",
+        f"{package}/sweep_trial.py",
         f"{package}/train.py",
         f"{package}/trainer.py",
         f"{package}/loggers/__init__.py",
@@ -90,7 +96,8 @@ def expected_files(answers: dict) -> set[str]:
     if uses_tensorboard(answers):
         files.add(f"{package}/loggers/tensorboard_logger.py")
     if uses_wandb(answers):
-        files.add(f"{package}/loggers/wandb_logger.py")
+        files |= {f"{package}/loggers/wandb_logger.py", "configs/wandb_sweep.yaml"}
+        files.add("tests/test_wandb_sweep.py")
     if answers["mixed_precision"] == "yes":
         files |= {f"{package}/amp.py", "tests/test_amp.py"}
     if uses_ddp(answers):

@@ -28,16 +28,16 @@ STOPPED_EXIT_CODE = 75
 
 CASES = {
     "SIGTERM, no loader workers": ({"multi_gpu": "none"}, ["--num-workers", "0"], 1, "SIGTERM"),
-    "SIGUSR1, 2 loader workers, AMP": (
+    "SIGUSR1, 2 loader workers, AMP, EMA": (
         {"multi_gpu": "none", "mixed_precision": "yes"},
         ["--num-workers", "2", "--amp", "--mixup-alpha", "0.2", "--accum-steps", "2"]
-        + ["--batch-size", "16"],  # bfloat16 on CPU is slow: half as many steps
+        + ["--batch-size", "16", "--ema", "0.99"],  # bfloat16 on CPU is slow: half as many steps
         1,
         "SIGUSR1",
     ),
-    "SIGTERM to torchrun, 2 DDP processes": (
+    "SIGTERM to torchrun, 2 DDP processes, EMA, balanced sampling": (
         {"multi_gpu": "ddp"},
-        ["--num-workers", "0"],
+        ["--num-workers", "0", "--ema", "0.9", "--balanced-sampling", "--channels-last"],
         2,
         "SIGTERM",
     ),
@@ -68,6 +68,10 @@ def assert_same_run(straight, resumed) -> None:
         k for k in expected["model"] if not torch.equal(expected["model"][k], actual["model"][k])
     ]
     assert different == []
+    if "ema" in expected:
+        averaged = expected["ema"]["weights"]
+        assert all(torch.equal(averaged[k], actual["ema"]["weights"][k]) for k in averaged)
+        assert actual["ema"]["updates"] == expected["ema"]["updates"]
     assert without_timings(read_metrics(straight)) == without_timings(read_metrics(resumed))
 
 

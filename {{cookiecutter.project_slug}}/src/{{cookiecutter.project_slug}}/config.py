@@ -415,7 +415,7 @@ def load_yaml_defaults(parser: ConfigParser, path: Path) -> dict:
         dest = str(key).replace("-", "_")
         if dest not in actions or dest in ("config", "help"):
             parser.error(f"--config {path}: unknown key {key!r}")
-        defaults[dest] = _checked_value(parser, actions[dest], value, f"--config {path}: {key}")
+        defaults[dest] = checked_value(parser, actions[dest], value, f"--config {path}: {key}")
     return defaults
 
 
@@ -434,7 +434,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _checked_value(parser: ConfigParser, action: argparse.Action, value, where: str):
+def checked_value(parser: ConfigParser, action: argparse.Action, value, where: str):
     """Apply the flag's own type and choices to a YAML value."""
     if value is None:
         parser.error(f"{where} has no value: give one or delete the line")
