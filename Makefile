@@ -33,7 +33,7 @@ demo: install  ## render the default project, train it on digits, export ONNX
 	@echo "TensorBoard:    $(BIN)/tensorboard --logdir $(DEMO_DIR)/image_classifier/runs"
 
 test: install  ## the whole suite
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=30
 
 test-fast: install  ## the quick subset: every combination rendered, linted and trained; four own suites
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"

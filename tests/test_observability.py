@@ -151,6 +151,20 @@ def test_wandb_offline_run_records_config_metrics_summary_and_artifact(
     assert [entry.path for entry in artifacts[0].manifest.contents] == ["best.pt"]
 
 
+def test_wandb_project_defaults_to_the_package_in_a_deeply_nested_folder(
+    render, preloaded_python, tmp_path, monkeypatch
+):
+    # wandb's own default project name is made from the working folder's path: over 128
+    # characters it refuses to start.
+    deep = tmp_path.joinpath(*["nested-folder"] * 10) / "project"
+    shutil.copytree(render(logger="wandb", **BASE), deep)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    run_dir = train_run(deep, preloaded_python, deep / "runs", WANDB_MODE="offline")
+    (log_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    runs = [record.run for record in wandb_records(log_file) if record.HasField("run")]
+    assert runs[0].project == SLUG
+
+
 def train_online(project: Path, home: Path, **wandb_env: str) -> subprocess.CompletedProcess:
     """The default training command with wandb online: no WANDB_MODE, no inherited key."""
     env = project_environment(project, HOME=str(home))

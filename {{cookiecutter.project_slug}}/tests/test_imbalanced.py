@@ -149,6 +149,7 @@ def test_bad_values_stop_with_one_line(tmp_path, capsys, flags, message):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_class_weights_train_with_mixed_soft_targets(train):
     run_dir = train("--class-weights", "auto", "--mixup-alpha", "0.4", "--cutmix-alpha", "0.4")
     assert "class weights (inverse frequency)" in (run_dir / "train.log").read_text()

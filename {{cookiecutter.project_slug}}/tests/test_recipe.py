@@ -37,6 +37,7 @@ def test_channels_last_gives_the_outputs_of_nchw(name):
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_channels_last_run_saves_weights_that_load_anywhere(train):
     run_dir = train("--channels-last")
     assert "channels_last: true" in (run_dir / "config.yaml").read_text()
@@ -100,6 +101,7 @@ def test_ema_resumes_exactly_mid_epoch(tmp_path):
         assert torch.equal(actual["weights"][key], value), key
 
 
+@pytest.mark.slow
 def test_resume_with_another_ema_is_refused(train, tmp_path, capsys):
     train("--epochs", "2", "--stop-after-epochs", "1")
     flags = [*QUICK, "--epochs", "2", "--output-dir", str(tmp_path), "--name", "run"]

@@ -101,7 +101,9 @@ FEATURES.append(Feature("loggers.tensorboard_logger", add_tensorboard_flags))
 
 def add_wandb_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("weights & biases")
-    group.add_argument("--wandb-project", help="wandb project (default: $WANDB_PROJECT)")
+    group.add_argument(
+        "--wandb-project", help="wandb project (default: $WANDB_PROJECT, else the package name)"
+    )
     group.add_argument("--wandb-entity", help="wandb entity (default: $WANDB_ENTITY)")
 
 

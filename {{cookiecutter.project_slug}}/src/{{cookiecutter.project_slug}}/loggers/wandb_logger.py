@@ -61,13 +61,23 @@ def has_wandb_credentials() -> bool:
         return False
 
 
+def project_name(config: Config) -> str:
+    """--wandb-project, else $WANDB_PROJECT, else this package's name (wandb's own default, made
+    from the working folder's path, fails beyond 128 characters)."""
+    return (
+        config.features["wandb_project"]
+        or os.environ.get("WANDB_PROJECT")
+        or __package__.partition(".")[0]
+    )
+
+
 @register_logger
 class WandbLogger(RunLogger):
     def __init__(self, run_dir: Path, config: Config, spec: DataSpec, resumed: dict | None) -> None:
         saved = {} if resumed is None else resumed.get("loggers", {})
         try:
             self.run = wandb.init(
-                project=config.features["wandb_project"],
+                project=project_name(config),
                 entity=config.features["wandb_entity"],
                 name=config.run.name,
                 id=saved.get("wandb_run_id"),
