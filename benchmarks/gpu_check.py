@@ -59,6 +59,9 @@ QUICK_COMBINATIONS = [
     {"logger": "wandb", "mixed_precision": "yes", "multi_gpu": "dp", "onnx_export": "no"},
     {"logger": "tensorboard", "mixed_precision": "no", "multi_gpu": "ddp", "onnx_export": "yes"},
 ]
+# The CPU dry run trains three of them: still every launcher, logger and switch, and the two
+# projects whose GPU tests stage 2 runs.
+CPU_COMBINATIONS = QUICK_COMBINATIONS[:3]
 RUN_NAME = "matrix"
 EPOCHS = 2
 # 640 fake 32x32 images on the GPU (8 updates of 64 per epoch). The CPU dry run uses the
@@ -169,7 +172,13 @@ def make_plan(args: argparse.Namespace, device: torch.device) -> Plan:
     return Plan(
         device=device,
         scratch=args.scratch.resolve(),
-        combinations=QUICK_COMBINATIONS if quick else code_shaping_combinations(),
+        combinations=(
+            CPU_COMBINATIONS
+            if on_cpu
+            else QUICK_COMBINATIONS
+            if quick
+            else code_shaping_combinations()
+        ),
         data=CPU_DATA if on_cpu else GPU_DATA,
         models=BENCH_MODELS[:1] if quick else BENCH_MODELS,
         variants=(FP32,) if quick else VARIANTS,

@@ -28,10 +28,10 @@ STOPPED_EXIT_CODE = 75
 
 CASES = {
     "SIGTERM, no loader workers": ({"multi_gpu": "none"}, ["--num-workers", "0"], 1, "SIGTERM"),
-    "SIGUSR1, 2 loader workers, AMP, EMA": (
+    "SIGUSR1, 2 loader workers, AMP": (
         {"multi_gpu": "none", "mixed_precision": "yes"},
         ["--num-workers", "2", "--amp", "--mixup-alpha", "0.2", "--accum-steps", "2"]
-        + ["--batch-size", "16", "--ema", "0.99"],  # bfloat16 on CPU is slow: half as many steps
+        + ["--batch-size", "16"],  # bfloat16 on CPU is slow: half as many steps
         1,
         "SIGUSR1",
     ),
@@ -92,7 +92,8 @@ def test_signal_saves_mid_epoch_and_resume_is_exact(render, preloaded_python, tm
         assert exit_code == STOPPED_EXIT_CODE and "Traceback" not in log
     else:  # torchrun's agent reports the signal with its own traceback and exits 1
         assert exit_code == 1
-        assert log.count("Traceback") == log.count("SignalException: Process") == 1
+        assert log.count("SignalException: Process") == 1
+        assert f"/{SLUG}/" not in log  # the agent's traceback only, none from the workers
     stopped = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert stopped["batches_done"] > 0  # inside an epoch
     resumed = run_command([*command, "--name", "cut", "--resume", "auto"], project)
