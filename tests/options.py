@@ -1,5 +1,6 @@
 """The template's options, read from cookiecutter.json, and what each combination implies."""
 
+import collections
 import itertools
 import json
 from pathlib import Path
@@ -121,16 +122,33 @@ def value_pairs(combo: dict) -> set[tuple]:
 
 
 def pairwise_combinations(start: list[dict]) -> list[dict]:
-    """`start` plus combinations chosen greedily until every pair of values of two code-shaping
-    options appears together at least once (an all-pairs covering set, 16-18 of the 64)."""
-    candidates = code_shaping_combinations()
-    uncovered = set().union(*(value_pairs(combo) for combo in candidates))
-    chosen = []
-    for combo in start:
-        chosen.append(combo)
-        uncovered -= value_pairs(combo)
-    while uncovered:
-        best = max(candidates, key=lambda combo: len(value_pairs(combo) & uncovered))
-        chosen.append(best)
-        uncovered -= value_pairs(best)
-    return chosen
+    """`start` plus the fewest combinations that make every value of each code-shaping option
+    meet every value of each other one: as many as the two largest options have value pairs
+    (16 of the 64). A depth-first search: each step covers the first pair still uncovered."""
+    sizes = sorted(len(CHOICE_OPTIONS[name]) for name in CODE_SHAPING)
+    budget = sizes[-1] * sizes[-2] - len(start)
+    uncovered = set().union(*map(value_pairs, code_shaping_combinations()))
+    uncovered -= set().union(*map(value_pairs, start))
+    found = covering_search(sorted(uncovered), budget)
+    assert found is not None, f"no all-pairs set of {len(start) + budget} combinations"
+    return [*start, *found]
+
+
+def covering_search(uncovered: list[tuple], budget: int) -> list[dict] | None:
+    if not uncovered:
+        return []
+    if budget < most_pairs_of_one_option_pair(uncovered):
+        return None  # a combination covers one value pair of each two options, no more
+    (first, second) = uncovered[0]
+    for combo in code_shaping_combinations():
+        if combo[first[0]] == first[1] and combo[second[0]] == second[1]:
+            covered = value_pairs(combo)
+            rest = covering_search([p for p in uncovered if p not in covered], budget - 1)
+            if rest is not None:
+                return [combo, *rest]
+    return None
+
+
+def most_pairs_of_one_option_pair(pairs: list[tuple]) -> int:
+    counts = collections.Counter((first[0], second[0]) for first, second in pairs)
+    return max(counts.values())

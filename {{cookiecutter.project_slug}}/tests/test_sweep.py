@@ -142,11 +142,11 @@ def test_parallel_sweep_finishes_its_trials_and_writes_best_yaml(tmp_path):
         tmp_path, LR_SPACE + "optimizer: {type: categorical, choices: [adamw, sgd]}\n"
     )
     output = tmp_path / "runs"
-    run_sweep(space, output, ["--trials", "3", "--parallel", "2", "--pruner", "none"], QUICK)
+    run_sweep(space, output, ["--trials", "2", "--parallel", "2", "--pruner", "none"], QUICK)
     study = load_study(output)
     trials = study.get_trials()
-    assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 3
-    assert sorted(trial.number for trial in trials) == [0, 1, 2]
+    assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 2
+    assert sorted(trial.number for trial in trials) == [0, 1]
     for trial in trials:
         assert trial.user_attrs["run_dir"] == str(run_dir(output, trial.number))
         assert (run_dir(output, trial.number) / "metrics.jsonl").read_text().count("\n") == 1
@@ -243,7 +243,7 @@ def metrics_file(output: Path, number: int) -> tuple[bytes, int]:
 def test_a_killed_sweep_leaves_no_training_and_continues_where_it_was(tmp_path):
     space = write_space(tmp_path, LR_SPACE)
     output = tmp_path / "runs"
-    flags = ["--trials", "4", "--parallel", "2", "--pruner", "none"]
+    flags = ["--trials", "3", "--parallel", "2", "--pruner", "none"]
     # Seconds of training in which to kill the sweep.
     train = [*QUICK, "--epochs", str(LONG_RUN_EPOCHS)]
     process = subprocess.Popen(
@@ -271,7 +271,7 @@ def test_a_killed_sweep_leaves_no_training_and_continues_where_it_was(tmp_path):
     run_sweep(space, output, flags, train)  # the same command again
     trials = {trial.number: trial for trial in load_study(output).get_trials()}
     done = [trial for trial in trials.values() if trial.state in FINISHED]
-    assert len(done) == 4
+    assert len(done) == 3
     for number, (params, metrics) in before.items():
         assert trials[number].state == TrialState.COMPLETE
         assert (trials[number].params, metrics_file(output, number)) == (params, metrics)
