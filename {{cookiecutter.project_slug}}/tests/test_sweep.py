@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from optuna.trial import TrialState
 from conftest import QUICK
 from {{ cookiecutter.project_slug }} import sweep
 from {{ cookiecutter.project_slug }}.config import parse_config
+from {{ cookiecutter.project_slug }}.sweep_study import open_study
 
 PROJECT = Path(__file__).resolve().parents[1]
 SWEEP = [sys.executable, "-m", "{{ cookiecutter.project_slug }}.sweep"]
@@ -155,6 +157,27 @@ def test_parallel_sweep_finishes_its_trials_and_writes_best_yaml(tmp_path):
     assert config.optim.lr == study.best_params["lr"]
     assert config.optim.optimizer == study.best_params["optimizer"]
     assert config.data.fake_samples == 160  # the train flags after -- are kept too
+
+
+def test_sweeps_started_at_once_share_one_new_study(tmp_path):
+    args = sweep.parse_arguments(["--trials", "1", "--output-dir", str(tmp_path)])
+    start_together = threading.Barrier(4)
+    errors = []
+
+    def open_at_once() -> None:
+        start_together.wait()
+        try:
+            open_study(args)
+        except Exception as error:  # any failure to open the study is the bug
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=open_at_once) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(optuna.get_all_study_names(f"sqlite:///{tmp_path / 'sweep' / 'study.db'}")) == 1
 
 
 @pytest.mark.slow

@@ -61,7 +61,8 @@ def build_parser() -> ConfigParser:
         "--study",
         type=run_name,
         default="sweep",
-        help="study name; <output-dir>/<study>/ holds study.db, best.yaml, logs/ and the trials",
+        help="study name; <output-dir>/<study>/ holds study.db (and its lock), best.yaml, logs/ "
+        "and the trials",
     )
     add(
         "--pruner",

@@ -2,6 +2,7 @@
 continues it after a crash or a kill; trials a killed sweep left running count as failed."""
 
 import argparse
+import fcntl
 import socket
 from pathlib import Path
 
@@ -21,15 +22,18 @@ def open_study(args: argparse.Namespace) -> optuna.Study:
         raise UserError(
             f"cannot create {args.folder} ({error.strerror}): pick a writable --output-dir"
         ) from None
-    # Trials in threads write to the file at once: wait for the lock instead of failing.
-    storage = optuna.storages.RDBStorage(
-        f"sqlite:///{(args.folder / 'study.db').absolute()}",
-        engine_kwargs={"connect_args": {"timeout": 60}},
-    )
     direction = "maximize" if args.mode == "max" else "minimize"
-    study = optuna.create_study(
-        storage=storage, study_name=args.study, direction=direction, load_if_exists=True
-    )
+    # Two sweeps started at once would both create the database's tables: one would fail.
+    with open(args.folder / "study.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # Trials in threads write to the file at once: wait for the lock instead of failing.
+        storage = optuna.storages.RDBStorage(
+            f"sqlite:///{(args.folder / 'study.db').absolute()}",
+            engine_kwargs={"connect_args": {"timeout": 60}},
+        )
+        study = optuna.create_study(
+            storage=storage, study_name=args.study, direction=direction, load_if_exists=True
+        )
     if study.direction.name.lower() != direction:
         raise UserError(
             f"study {args.folder} was made to {study.direction.name.lower()} the monitored "
