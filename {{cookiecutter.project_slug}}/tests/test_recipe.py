@@ -77,6 +77,7 @@ def test_ema_is_evaluated_checkpointed_and_selects_best(train, capsys):
     scores = [record["ema_val_acc"] for record in records]
     assert best["epoch"] == scores.index(max(scores)) + 1  # first epoch with the best EMA score
     assert best["best_metric"] == max(scores)
+    assert f"best ema_val_acc {max(scores):.4f}" in capsys.readouterr().err
     last = load_checkpoint(run_dir / "last.pt")
     assert last["ema"]["updates"] == last["global_step"]
     assert any(

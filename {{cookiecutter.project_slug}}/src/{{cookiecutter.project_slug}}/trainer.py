@@ -194,7 +194,8 @@ def fit(
     runtime.check_replicas_agree(training.model, log)
     log.info("trained to epoch %d in %.1f s", progress.epoch, time.perf_counter() - started)
     loggers.finish({run.monitor: training.stopper.best}, run_dir / "best.pt")
-    log.info("best %s %.4f; run folder %s", run.monitor, training.stopper.best, run_dir)
+    selected_by = f"ema_{run.monitor}" if training.optimisation.ema is not None else run.monitor
+    log.info("best %s %.4f; run folder %s", selected_by, training.stopper.best, run_dir)
 
 
 def validate(training: Training, runtime: Runtime) -> tuple[dict, dict]:
