@@ -36,7 +36,9 @@ def launch_distributed(config: Config, train: TrainFunction) -> bool:
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
     try:
-        train(config, DistributedRuntime(device, dist.get_rank(), dist.get_world_size()))
+        host_group = dist.new_group(backend="gloo")
+        runtime = DistributedRuntime(device, dist.get_rank(), dist.get_world_size(), host_group)
+        train(config, runtime)
     finally:
         dist.destroy_process_group()
     return True
@@ -55,7 +57,10 @@ def restart_scoped_store() -> tuple[dist.Store, int, int]:
 
 @dataclass(frozen=True)
 class DistributedRuntime(Runtime):
-    """One of `world_size` DDP processes; the collectives run over the process group."""
+    """One of `world_size` DDP processes; the collectives run over the process group, the
+    per-step stop vote over `host_group` (gloo, CPU tensors)."""
+
+    host_group: dist.ProcessGroup | None = None
 
     def wrap(self, model: nn.Module, log: logging.Logger) -> nn.Module:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -74,8 +79,10 @@ class DistributedRuntime(Runtime):
         return gathered
 
     def any_rank(self, flag: bool) -> bool:
-        value = torch.tensor([float(flag)], device=self.device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        # Asked after every optimizer update: on the host, so that reading the answer never
+        # waits for the GPU to finish its queued work (a CUDA tensor's .item() would).
+        value = torch.tensor([float(flag)])
+        dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self.host_group)
         return bool(value.item())
 
     def rank0_decides(self, value):
