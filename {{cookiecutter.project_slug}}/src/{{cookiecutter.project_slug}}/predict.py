@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from .checkpoint import load_checkpoint, load_model_weights
 from .data import DataSpec, decode_min_side, image_file_transform
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
-from .flags import ConfigParser, device_name, non_negative_int, positive_int
+from .flags import ConfigParser, DefaultsHelpFormatter, device_name, non_negative_int, positive_int
 from .image_files import IMAGE_EXTENSIONS, is_image_file, load_rgb
 from .models import build_model
 from .runtime import resolve_device
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ConfigParser(
         prog="predict",
         description="Top-k classes of image files from a checkpoint or an exported model.onnx.",
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument(
         "inputs",
@@ -49,18 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         type=Path,
         required=True,
-        help="best.pt or last.pt, a run folder (its best.pt), or a model.onnx written by export",
+        help="best.pt or last.pt, a run folder (its best.pt), or a model.onnx written by export "
+        "(in projects generated with the onnx_export option)",
     )
     parser.add_argument(
-        "--top-k", type=positive_int, default=5, help="classes per image (at most the class count)"
+        "--top-k", type=positive_int, default=5, help="classes per image, at most the class count"
     )
-    parser.add_argument(
-        "--output", type=Path, default=Path("predictions.csv"), help="CSV file (%(default)s)"
-    )
+    parser.add_argument("--output", type=Path, default=Path("predictions.csv"), help="CSV file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images per batch")
     parser.add_argument(
-        "--device", type=device_name, default="cpu", help="cpu (default), cuda, cuda:N or auto"
+        "--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or auto"
     )
     parser.add_argument(
         "--num-workers", type=non_negative_int, default=0, help="processes decoding images"
