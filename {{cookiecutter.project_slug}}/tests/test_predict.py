@@ -5,12 +5,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from conftest import PREDICT_CLASSES, predicted
 from {{ cookiecutter.project_slug }} import predict
 from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint, load_model_weights
 from {{ cookiecutter.project_slug }}.config import saved_config
-from {{ cookiecutter.project_slug }}.data import all_images, build_datasets
+from {{ cookiecutter.project_slug }}.data import (
+    DataSpec,
+    all_images,
+    build_datasets,
+    image_file_transform,
+)
 from {{ cookiecutter.project_slug }}.engine import evaluate
 from {{ cookiecutter.project_slug }}.models import build_model
 
@@ -73,6 +79,15 @@ def test_checkpoint_predictions_equal_evaluations(predict_run, tmp_path, capsys)
         for value, other in zip(expected[path], raw_weights[path], strict=True)
     ]
     assert max(differences) > 1e-4  # the EMA's weights, not the raw ones, made the predictions
+
+
+def test_single_channel_models_see_files_in_grey():
+    """A digits model gets one channel, resized and normalised as evaluation does."""
+    spec = DataSpec(("0", "1"), 1, 8, (0.5,), (0.5,), 8)
+    image = Image.new("RGB", (24, 16), (0, 255, 0))  # pure green: grey level 150 (ITU-R 601)
+    pixels = image_file_transform(spec)(image)
+    assert pixels.shape == (1, 8, 8)
+    assert torch.allclose(pixels, torch.full((1, 8, 8), (150 / 255 - 0.5) / 0.5))
 
 
 def test_csv_holds_a_ranked_row_per_readable_image(predict_run, tmp_path, capsys):
