@@ -14,6 +14,7 @@ import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -68,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Predictor(Protocol):
+    """What predict needs of a model: the data it expects, and class probabilities."""
+
+    spec: DataSpec
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
 class CheckpointModel:
     """A checkpoint's model, with the weights evaluate uses (the EMA's when the run kept one)."""
 
@@ -96,8 +105,7 @@ def model_file(path: Path) -> Path:
     return path / "best.pt"
 
 
-def load_model(path: Path, device: torch.device):
-    """A model with `spec` (what it expects) and `probabilities(images)`."""
+def load_model(path: Path, device: torch.device) -> Predictor:
     if path.suffix.lower() == ".onnx":
         return onnx_backend(path).OnnxModel(path, device)
     return CheckpointModel(path, device)
@@ -196,7 +204,7 @@ def as_list(samples: list) -> list:
 
 
 def scored_files(
-    model, paths: list[Path], batch_size: int, num_workers: int
+    model: Predictor, paths: list[Path], batch_size: int, num_workers: int
 ) -> Iterator[tuple[Path, torch.Tensor | None, str]]:
     """(path, class probabilities, "") for each readable file, (path, None, why) for the
     others, in order."""
@@ -243,7 +251,9 @@ def write_csv(output: Path, rows: list[list[str]]) -> None:
         raise UserError(f"cannot write {output} ({reason}): pick another --output") from None
 
 
-def predicted_rows(model, paths: list[Path], args: argparse.Namespace) -> tuple[list, list]:
+def predicted_rows(
+    model: Predictor, paths: list[Path], args: argparse.Namespace
+) -> tuple[list, list]:
     """(a CSV row per readable file, the files skipped); each printed as it comes."""
     top_k = min(args.top_k, model.spec.num_classes)
     rows, skipped = [], []
