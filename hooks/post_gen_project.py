@@ -32,8 +32,8 @@ def unselected_paths(answers: dict) -> list[str]:
         paths.append(f"{package}/data_parallel.py")
         paths.append("tests/test_data_parallel.py")
     if answers["onnx_export"] != "yes":
-        paths.append(f"{package}/export.py")
-        paths.append("tests/test_export.py")
+        paths += [f"{package}/export.py", f"{package}/predict_onnx.py"]
+        paths += ["tests/test_export.py", "tests/test_predict_onnx.py"]
     if answers["ci"] != "github":
         paths.append(".github")
     if answers["pre_commit"] != "yes":

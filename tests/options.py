@@ -58,6 +58,7 @@ def expected_files(answers: dict) -> set[str]:
         "tests/test_data.py",
         "tests/test_engine.py",
         "tests/test_evaluate.py",
+        "tests/test_predict.py",
         "tests/test_image_folder.py",
         "tests/test_models.py",
         "tests/test_recipe.py",
@@ -78,6 +79,7 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/image_folder.py",
         f"{package}/models.py",
         f"{package}/optim.py",
+        f"{package}/predict.py",
         f"{package}/precision.py",
         f"{package}/preemption.py",
         f"{package}/run_folder.py",
@@ -107,7 +109,8 @@ def expected_files(answers: dict) -> set[str]:
     if uses_dp(answers):
         files |= {f"{package}/data_parallel.py", "tests/test_data_parallel.py"}
     if answers["onnx_export"] == "yes":
-        files |= {f"{package}/export.py", "tests/test_export.py"}
+        files |= {f"{package}/export.py", f"{package}/predict_onnx.py"}
+        files |= {"tests/test_export.py", "tests/test_predict_onnx.py"}
     if answers["ci"] == "github":
         files.add(".github/workflows/ci.yml")
     if answers["pre_commit"] == "yes":

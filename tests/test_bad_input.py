@@ -391,7 +391,68 @@ EXPORT_CASES = {
     **SHARED_CHECKPOINT_CASES,
     "unknown flag": (flags("--checkpoint", "best.pt", "--opset", "9"), "unrecognized arguments"),
 }
-COMMANDS = {"train": CASES, "evaluate": EVALUATE_CASES, "export": EXPORT_CASES}
+
+
+def with_images(setup):
+    """`setup`'s flags after a folder of images to predict."""
+
+    def setup_with_images(root: Path, train) -> list[str]:
+        write_images(root / "images")
+        return [str(root / "images"), *setup(root, train)]
+
+    return setup_with_images
+
+
+def predicting(*images: str, csv_exists: bool = False):
+    """`images` (ROOT in them: the scratch), the --checkpoint of a freshly trained run and
+    --output ROOT/out.csv (already there with `csv_exists`)."""
+
+    def setup(root: Path, train) -> list[str]:
+        write_images(root / "images")
+        if csv_exists:
+            (root / "out.csv").write_text("earlier results\n")
+        checkpoint = trained_run(root, train)
+        paths = [image.replace("ROOT", str(root)) for image in images]
+        return [*paths, "--checkpoint", str(checkpoint), "--output", str(root / "out.csv")]
+
+    return setup
+
+
+def empty_image_folder(root: Path, train) -> list[str]:
+    (root / "empty").mkdir()
+    return predicting("ROOT/empty")(root, train)
+
+
+def text_as_onnx(root: Path, train) -> list[str]:
+    (root / "model.onnx").write_text("just text")
+    return ["--checkpoint", str(root / "model.onnx")]
+
+
+PREDICT_CASES = {
+    name: (with_images(SHARED_CHECKPOINT_CASES[name][0]), SHARED_CHECKPOINT_CASES[name][1])
+    for name in (
+        "no --checkpoint",
+        "missing checkpoint",
+        "text file as checkpoint",
+        "tensor file as checkpoint",
+    )
+}
+PREDICT_CASES |= {
+    "text posing as model.onnx": (with_images(text_as_onnx), "is not an ONNX model"),
+    "top-k zero": (with_images(flags("--checkpoint", "best.pt", "--top-k", "0")), "--top-k: must"),
+    "missing image path": (predicting("ROOT/missing.jpg"), "missing.jpg does not exist"),
+    "folder without images": (empty_image_folder, "has no image files"),
+    "existing CSV without --overwrite": (
+        predicting("ROOT/images", csv_exists=True),
+        "out.csv exists: pass --overwrite",
+    ),
+}
+COMMANDS = {
+    "train": CASES,
+    "evaluate": EVALUATE_CASES,
+    "export": EXPORT_CASES,
+    "predict": PREDICT_CASES,
+}
 # What torchrun exports to its workers, so the check runs without a process group.
 TORCHRUN_ENV = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
 

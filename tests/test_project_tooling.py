@@ -68,7 +68,8 @@ def test_rendered_project_installs_with_pip_and_its_commands_run(render, tmp_pat
 
     located = run([str(python), "-c", f"import {SLUG}; print({SLUG}.__file__)"], tmp_path, env)
     assert Path(located.stdout.strip()) == project / "src" / SLUG / "__init__.py"  # editable
-    scripts = [venv / "bin" / f"{SLUG}-{command}" for command in ("train", "evaluate", "export")]
+    commands = ("train", "evaluate", "export", "predict")
+    scripts = [venv / "bin" / f"{SLUG}-{command}" for command in commands]
     for script in scripts:
         assert script.is_file(), f"console script {script.name} not installed"
     helps = [

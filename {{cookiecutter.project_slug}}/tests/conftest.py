@@ -1,8 +1,12 @@
+import csv
+import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from {{ cookiecutter.project_slug }}.train import main as train_main
 
@@ -21,6 +25,70 @@ def train(tmp_path):
         return tmp_path / name
 
     return run
+
+
+PREDICT_CLASSES = ("cat", "dog", "fox")
+
+
+def noise_image(shape: tuple[int, ...], label: int, seed: int) -> np.ndarray:
+    """Random pixels with the class's colour channel turned up (in colour images)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    if len(shape) == 3:
+        pixels[..., label] = 255
+    return pixels
+
+
+def write_images_to_predict(folder: Path) -> None:
+    """<class>/ folders of readable images in several modes and formats (one JPEG large enough
+    to be decoded at reduced scale), and beside them a truncated PNG, text posing as a JPEG and
+    a text file."""
+    images = {
+        "cat/rgb.png": Image.fromarray(noise_image((16, 20, 3), 0, 1)),
+        "cat/grey.png": Image.fromarray(noise_image((18, 18), 0, 2)),
+        "dog/rgba.png": Image.fromarray(noise_image((20, 16, 4), 1, 3)),
+        "dog/photo.jpg": Image.fromarray(noise_image((80, 96, 3), 1, 4)),
+        "fox/palette.gif": Image.fromarray(noise_image((16, 16, 3), 2, 5)).convert("P"),
+    }
+    for name, image in images.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        image.save(folder / name)
+    png = io.BytesIO()
+    Image.fromarray(noise_image((16, 16, 3), 0, 6)).save(png, "PNG")
+    (folder / "broken.png").write_bytes(png.getvalue()[:100])
+    (folder / "fake.jpg").write_text("not a picture")
+    (folder / "notes.txt").write_text("not an image either")
+
+
+@pytest.fixture(scope="session")
+def predict_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(run folder, images to predict): a tiny --ema run on a folder of 16 px photos of
+    PREDICT_CLASSES, and the folder write_images_to_predict fills."""
+    root = tmp_path_factory.mktemp("predict")
+    for label, name in enumerate(PREDICT_CLASSES):
+        (root / "photos" / name).mkdir(parents=True)
+        for index in range(6):
+            pixels = noise_image((16, 20, 3), label, 10 * label + index)
+            Image.fromarray(pixels).save(root / "photos" / name / f"{index}.png")
+    write_images_to_predict(root / "images")
+    data = ["--dataset", "image_folder", "--data-dir", str(root / "photos"), "--image-size", "16"]
+    flags = [*QUICK, *data, "--batch-size", "4", "--ema", "0.9", "--output-dir", str(root)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        assert train_main([*flags, "--name", "run"]) == 0
+    return root / "run", root / "images"
+
+
+def predicted(csv_file: Path) -> dict[str, dict[str, float]]:
+    """predict's CSV as {path: {class: probability}}, read from its top_k column."""
+    with open(csv_file, newline="") as file:
+        rows = list(csv.DictReader(file))
+    return {
+        row["path"]: {
+            name: float(value)
+            for name, value in (entry.rsplit(":", 1) for entry in row["top_k"].split(";"))
+        }
+        for row in rows
+    }
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -329,6 +329,21 @@ def photo_transforms(image_size: int, resize_size: int, mean, std) -> tuple[v2.C
     return v2.Compose(train + to_float), v2.Compose(evaluation + to_float)
 
 
+def image_file_transform(spec: DataSpec) -> v2.Compose:
+    """Evaluation's transform of a photo, for an image file of any size given to any model
+    (predict): single-channel models (digits) see the picture in grey."""
+    _, evaluation = photo_transforms(spec.image_size, spec.resize_size, spec.mean, spec.std)
+    if spec.in_channels == 1:
+        return v2.Compose([v2.Grayscale(), evaluation])
+    return evaluation
+
+
+def decode_min_side(spec: DataSpec) -> int:
+    """How small a large JPEG may be decoded (load_rgb's min_side): twice the evaluation size,
+    so even the smallest training crop is never upsampled."""
+    return 2 * spec.resize_size
+
+
 def build_datasets(config: DataConfig, augment: bool = True) -> tuple[dict[str, Dataset], DataSpec]:
     """The "train", "val" (and "test") datasets and the spec.
 
@@ -432,8 +447,7 @@ def image_folder_datasets(config: DataConfig, augment: bool):
     resize_size = round(image_size / config.crop_ratio)
     spec = DataSpec(folder.classes, 3, image_size, mean, std, resize_size)
     train_tf, eval_tf = transforms_for(config, spec, augment)
-    # Twice the evaluation size: even the smallest training crop is never upsampled.
-    min_side = 2 * resize_size
+    min_side = decode_min_side(spec)
     splits = {
         split: ImageFileDataset(
             samples, train_tf if split == "train" else eval_tf, config.skip_bad_images, min_side

@@ -5,6 +5,7 @@ Imports no torch, so `--help` and mistakes in flags are answered instantly.
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -68,3 +69,10 @@ def run_name(text: str) -> str:
             f"must be a plain folder name (no '/', '\\', '.' or '..'), got {text!r}"
         )
     return text
+
+
+def device_name(text: str) -> str:
+    """auto, cpu, cuda or cuda:N (whether that device exists is checked once torch is loaded)."""
+    if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text!r}")
