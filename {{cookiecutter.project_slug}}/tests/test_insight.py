@@ -9,8 +9,8 @@ from PIL import Image
 
 from conftest import QUICK, load_weights, read_metrics
 from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint, load_model_weights
-from {{ cookiecutter.project_slug }}.config import saved_config
-from {{ cookiecutter.project_slug }}.data import build_datasets
+from {{ cookiecutter.project_slug }}.config import MODELS, saved_config
+from {{ cookiecutter.project_slug }}.data import DataSpec, build_datasets
 from {{ cookiecutter.project_slug }}.engine import evaluate
 from {{ cookiecutter.project_slug }}.insight import MARGIN, TILE_SIDE, embedded_indices, gallery_cell
 from {{ cookiecutter.project_slug }}.loggers.base import LOGGER_TYPES, RunLogger
@@ -73,6 +73,20 @@ def test_embedded_images_take_each_class_in_turn():
     assert embedded_indices(labels, 5).tolist() == [0, 1, 2, 3, 5]
     assert embedded_indices(labels, 5).tolist() == taken_in_turn(labels.tolist(), 5)
     assert embedded_indices(labels, 100).tolist() == list(range(8))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_classifier_layer_maps_the_penultimate_features_to_the_logits(name):
+    spec = DataSpec(tuple("abc"), 3, 8, (0.5,) * 3, (0.5,) * 3, 8)
+    model = build_model(name, spec).eval()
+    layer = classifier_layer(model)
+    captured = []
+    layer.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0]))
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, 8, 8))
+        (features,) = captured
+        assert features.shape[0] == 2 and layer.out_features == 3
+        torch.testing.assert_close(layer(features), logits)
 
 
 @pytest.mark.slow

@@ -104,7 +104,8 @@ def classifier_layer(model: nn.Module) -> nn.Linear:
         return model.head[-1]
     if isinstance(model, ResNet):
         return model.fc
-    return model[-1]  # mlp
+    # The mlp, and a model added later whose last linear layer is its classifier.
+    return [module for module in model.modules() if isinstance(module, nn.Linear)][-1]
 
 
 def memory_format(config: ModelConfig) -> torch.memory_format:
