@@ -63,6 +63,7 @@ def expected_files(answers: dict) -> set[str]:
         "tests/test_models.py",
         "tests/test_recipe.py",
         "tests/test_imbalanced.py",
+        "tests/test_insight.py",
         "tests/test_sweep.py",
         f"{package}/__init__.py",
         f"{package}/checkpoint.py",
@@ -77,6 +78,7 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/flags.py",
         f"{package}/image_files.py",
         f"{package}/image_folder.py",
+        f"{package}/insight.py",
         f"{package}/models.py",
         f"{package}/optim.py",
         f"{package}/predict.py",
@@ -97,10 +99,10 @@ def expected_files(answers: dict) -> set[str]:
     if answers["license"] != "none":
         files.add("LICENSE")
     if uses_tensorboard(answers):
-        files.add(f"{package}/loggers/tensorboard_logger.py")
+        files |= {f"{package}/loggers/tensorboard_logger.py", "tests/test_insight_tensorboard.py"}
     if uses_wandb(answers):
         files |= {f"{package}/loggers/wandb_logger.py", "configs/wandb_sweep.yaml"}
-        files.add("tests/test_wandb_sweep.py")
+        files |= {"tests/test_wandb_sweep.py", "tests/test_insight_wandb.py"}
     if answers["mixed_precision"] == "yes":
         files |= {f"{package}/amp.py", "tests/test_amp.py"}
     if uses_ddp(answers):

@@ -147,8 +147,8 @@ def test_wandb_offline_run_records_config_metrics_summary_and_artifact(
             summary.update(items(record.summary.update))
     assert summary["best_val_acc"] == max(row["val_acc"] for row in epochs)
     artifacts = [record.artifact for record in records if record.HasField("artifact")]
-    assert [artifact.type for artifact in artifacts] == ["model"]
-    assert [entry.path for entry in artifacts[0].manifest.contents] == ["best.pt"]
+    assert [artifact.type for artifact in artifacts] == ["run_table", "model"]  # embeddings
+    assert [entry.path for entry in artifacts[1].manifest.contents] == ["best.pt"]
 
 
 def test_wandb_project_defaults_to_the_package_in_a_deeply_nested_folder(

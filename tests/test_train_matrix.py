@@ -46,6 +46,9 @@ def test_combination_trains_on_cpu(render, preloaded_python, combo, tmp_path):
     assert "Traceback" not in log and "Logging error" not in log
     if uses_ddp(combo):
         assert "world size 2" in log
+    # best.pt's end-of-run look at the whole validation split (32 images), by one process
+    embedded = (run_dir / "embeddings" / "metadata.tsv").read_text().splitlines()
+    assert len(embedded) == 1 + 32 and log.count("looked at best.pt") == 1
     weights = torch.load(run_dir / "last.pt", weights_only=True)["model"]
     assert not [key for key in weights if key.startswith("module.")]  # saved unwrapped
     if uses_dp(combo) and not uses_ddp(combo):

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -7,6 +8,12 @@ from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint
 def test_bfloat16_autocast_trains_on_cpu(train):
     run_dir = train("--amp", "--device", "cpu")
     assert "autocast bfloat16" in (run_dir / "train.log").read_text()
+    # best.pt's end-of-run features come from a float32 pass: finer than bfloat16 can hold
+    saved = np.loadtxt(run_dir / "embeddings" / "features.tsv", delimiter="\t")
+    features = torch.from_numpy(saved).float()
+    assert torch.isfinite(features).all()
+    as_bfloat16 = features.bfloat16().float()  # what a bfloat16 pass could have written
+    assert not torch.allclose(features, as_bfloat16, rtol=1e-5, atol=0)
 
 
 @pytest.mark.slow

@@ -37,6 +37,9 @@ def test_two_gloo_processes_train_and_only_rank0_writes(tmp_path):
     assert (
         len(list((tmp_path / "ddp").glob("*.pt"))) == 2
     )  # last.pt and best.pt, no per-rank copies
+    # Rank 0 alone looks at best.pt on the whole validation split (32 images), not its share.
+    embedded = (tmp_path / "ddp" / "embeddings" / "metadata.tsv").read_text().splitlines()
+    assert len(embedded) == 1 + 32 and result.stderr.count("looked at best.pt") == 1
 
 
 @pytest.mark.slow
@@ -44,6 +47,7 @@ def test_two_compiled_gloo_processes_train_identical_replicas(tmp_path):
     result = torchrun(tmp_path, 2, "--device", "cpu", "--model", "mlp", "--compile")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "parameters identical on all 2 ranks" in result.stderr
+    assert (tmp_path / "ddp" / "embeddings" / "features.tsv").exists()
     weights = load_weights(tmp_path / "ddp" / "last.pt")
     assert not [key for key in weights if "_orig_mod" in key or key.startswith("module.")]
 

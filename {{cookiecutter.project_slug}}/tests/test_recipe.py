@@ -80,6 +80,8 @@ def test_ema_is_evaluated_checkpointed_and_selects_best(train, capsys):
     assert f"best ema_val_acc {max(scores):.4f}" in capsys.readouterr().err
     last = load_checkpoint(run_dir / "last.pt")
     assert last["ema"]["updates"] == last["global_step"]
+    assert (run_dir / "embeddings" / "features.tsv").exists()
+    assert (run_dir / "mistakes.png").exists()
     assert any(
         not torch.equal(last["ema"]["weights"][key], last["model"][key]) for key in last["model"]
     )
@@ -123,6 +125,7 @@ def test_compiled_checkpoints_resume_and_evaluate_with_or_without_compile(train,
     assert load_checkpoint(compiled / "last.pt")["epoch"] == 2
     train(*COMPILED, "--epochs", "3", "--resume", "auto", name="compiled")
     assert [record["epoch"] for record in read_metrics(compiled)] == [1, 2, 3]
+    assert (compiled / "embeddings" / "features.tsv").exists()  # best.pt looked at, uncompiled
     assert evaluate_main(["--checkpoint", str(compiled / "best.pt")]) == 0
     assert "top-1" in capsys.readouterr().out
 
@@ -135,3 +138,5 @@ def test_compiled_channels_last_ema_run_resumes_on_cuda(train):
     assert [record["epoch"] for record in read_metrics(run_dir)] == [1, 2]
     last = load_checkpoint(run_dir / "last.pt")
     assert last["ema"]["updates"] == last["global_step"]
+    assert (run_dir / "embeddings" / "features.tsv").exists()
+    assert (run_dir / "mistakes.png").exists()

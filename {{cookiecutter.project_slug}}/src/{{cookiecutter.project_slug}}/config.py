@@ -1,8 +1,8 @@
 """Command-line and YAML configuration for training: flags in, a frozen Config out.
 
-Config holds one group per concern (data, model, optimisation, run) plus the chosen features'
-flags; each module receives the group it needs. This module imports no torch, so `--help`
-and mistakes in flags are answered instantly.
+Config holds one group per concern (data, model, optimisation, run, end-of-run insight) plus
+the chosen features' flags; each module receives the group it needs. This module imports no
+torch, so `--help` and mistakes in flags are answered instantly.
 """
 
 import argparse
@@ -120,7 +120,21 @@ class RunConfig:
     mode: str
 
 
-GROUPS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "run": RunConfig}
+@dataclass(frozen=True)
+class InsightConfig:
+    """What a finished run shows of its best checkpoint on the validation split (insight.py)."""
+
+    embeddings: int
+    mistakes: int
+
+
+GROUPS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optim": OptimConfig,
+    "run": RunConfig,
+    "insight": InsightConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -129,6 +143,7 @@ class Config:
     model: ModelConfig
     optim: OptimConfig
     run: RunConfig
+    insight: InsightConfig
     features: Mapping[str, object]  # the chosen features' flags (features.py), by name
 
     @classmethod
@@ -356,6 +371,23 @@ def build_parser() -> ConfigParser:
         "--log-every", type=positive_int, default=20, help="optimizer updates between log lines"
     )
     output.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    insight = parser.add_argument_group("end of run: best.pt on the validation split")
+    insight.add_argument(
+        "--embeddings",
+        type=non_negative_int,
+        default=1000,
+        metavar="N",
+        help="penultimate features of up to N validation images (as many per class as it "
+        "allows when there are more) for an embedding projector (0: off)",
+    )
+    insight.add_argument(
+        "--mistakes",
+        type=non_negative_int,
+        default=16,
+        metavar="N",
+        help="the N most confident wrong predictions as a captioned grid, mistakes.png (0: off)",
+    )
     for feature in FEATURES:
         feature.add_flags(parser)
     return parser

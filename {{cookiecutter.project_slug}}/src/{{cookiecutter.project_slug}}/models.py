@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 from torchinfo import summary
-from torchvision.models import ResNet18_Weights, resnet18
+from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
 from .config import ModelConfig
 from .data import DataSpec
@@ -96,6 +96,16 @@ def build_model(name: str, spec: DataSpec, pretrained: bool = False) -> nn.Modul
     if name == "mlp":
         return mlp(spec.in_channels * spec.image_size**2, spec.num_classes)
     return small_input_resnet18(spec, pretrained)
+
+
+def classifier_layer(model: nn.Module) -> nn.Linear:
+    """The final linear layer: its input is the model's penultimate features (embeddings)."""
+    if isinstance(model, SimpleCNN):
+        return model.head[-1]
+    if isinstance(model, ResNet):
+        return model.fc
+    # The mlp, and a model added later whose last linear layer is its classifier.
+    return [module for module in model.modules() if isinstance(module, nn.Linear)][-1]
 
 
 def memory_format(config: ModelConfig) -> torch.memory_format:

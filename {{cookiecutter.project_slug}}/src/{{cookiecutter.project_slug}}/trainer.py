@@ -21,6 +21,7 @@ from .ema import build_ema
 from .engine import Optimisation, Progress, Training, evaluate, train_one_epoch
 from .errors import StoppedEarly, UserError, user_message
 from .features import load_implementations
+from .insight import record_insights
 from .loggers import (
     ExperimentLoggers,
     append_to_run_log,
@@ -193,9 +194,19 @@ def fit(
             break
     runtime.check_replicas_agree(training.model, log)
     log.info("trained to epoch %d in %.1f s", progress.epoch, time.perf_counter() - started)
+    if runtime.is_main and finished_training(run, training, stop):
+        step = progress.global_step
+        record_insights(config, training, runtime.device, run_dir, loggers, step, log)
     loggers.finish({run.monitor: training.stopper.best}, run_dir / "best.pt")
     selected_by = f"ema_{run.monitor}" if training.optimisation.ema is not None else run.monitor
     log.info("best %s %.4f; run folder %s", selected_by, training.stopper.best, run_dir)
+
+
+def finished_training(run: RunConfig, training: Training, stop: StopRequest) -> bool:
+    """Every epoch trained, or early stopping ended it; not a --stop-after-epochs part of a run,
+    nor one asked to stop after its last step (it may be about to be killed)."""
+    done = training.progress.epoch >= run.epochs or training.stopper.should_stop
+    return done and not stop.requested()
 
 
 def validate(training: Training, runtime: Runtime) -> tuple[dict, dict]:

@@ -6,13 +6,48 @@ with `register_logger` when its feature module is imported.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
 
 from ..config import Config
 from ..data import DataSpec
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Penultimate features of validation images, with what a projector shows beside them."""
+
+    COLUMNS = ("index", "label", "prediction")  # metadata: position in the split, class names
+
+    indices: list[int]
+    labels: list[str]
+    predictions: list[str]
+    features: torch.Tensor  # (N, D), float32
+    thumbnails: torch.Tensor  # (N, C, side, side) in [0, 1]
+
+    def metadata(self) -> list[list[str]]:
+        """One row of COLUMNS per image."""
+        rows = zip(self.indices, self.labels, self.predictions, strict=True)
+        return [[str(index), label, prediction] for index, label, prediction in rows]
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A validation image predicted wrong, and how sure the model was of its wrong class."""
+
+    index: int  # position in the validation split
+    label: str
+    prediction: str
+    probability: float
+    image: Image.Image  # RGB, a gallery tile's size
+
+    @property
+    def caption(self) -> str:
+        return f"true {self.label}, predicted {self.prediction} ({self.probability:.2f})"
 
 
 class RunLogger:
@@ -39,6 +74,13 @@ class RunLogger:
 
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         """After each epoch: the metrics record written to metrics.jsonl."""
+
+    def log_embeddings(self, embeddings: Embeddings, step: int) -> None:
+        """Once training has finished: best.pt's features of validation images (insight.py)."""
+
+    def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image, step: int) -> None:
+        """Once training has finished: best.pt's most confident wrong predictions, most
+        confident first, and `grid`, their captioned tiles in one image (mistakes.png)."""
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:
         """At the end of training: the best values and the best checkpoint."""
@@ -77,6 +119,14 @@ class ExperimentLoggers(RunLogger):
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         for logger in self.loggers:
             logger.log_epoch(record, step, model)
+
+    def log_embeddings(self, embeddings: Embeddings, step: int) -> None:
+        for logger in self.loggers:
+            logger.log_embeddings(embeddings, step)
+
+    def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image, step: int) -> None:
+        for logger in self.loggers:
+            logger.log_mistakes(mistakes, grid, step)
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:
         for logger in self.loggers:

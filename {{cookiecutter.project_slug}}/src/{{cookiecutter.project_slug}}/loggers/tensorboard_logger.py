@@ -1,4 +1,5 @@
-"""TensorBoard: scalars, hparams, an input grid, the graph, confusion matrix, PR curves."""
+"""TensorBoard: scalars, hparams, an input grid, the graph, confusion matrix, PR curves, and
+at the end the embedding projector and the mistakes gallery."""
 
 import copy
 import warnings
@@ -6,14 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
 from ..config import Config
 from ..data import DataSpec
-from .base import RunLogger, register_logger
+from .base import Embeddings, Mistake, RunLogger, register_logger
 
 matplotlib.use("Agg")  # render figures to images without a display
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
@@ -78,6 +81,19 @@ class TensorBoardLogger(RunLogger):
             for name, parameter in model.named_parameters():
                 self.writer.add_histogram(f"weights/{name}", parameter, step)
         self.writer.flush()
+
+    def log_embeddings(self, embeddings: Embeddings, step: int) -> None:
+        self.writer.add_embedding(
+            embeddings.features,
+            metadata=embeddings.metadata(),
+            label_img=embeddings.thumbnails,
+            global_step=step,
+            tag="val_embeddings",
+            metadata_header=list(Embeddings.COLUMNS),
+        )
+
+    def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image, step: int) -> None:
+        self.writer.add_image("val/mistakes", np.asarray(grid), step, dataformats="HWC")
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:
         flags = self.config.to_dict()

@@ -1,4 +1,5 @@
-"""Weights & Biases: config, metrics by step, best values in the summary, best checkpoint.
+"""Weights & Biases: config, metrics by step, best values in the summary, best checkpoint, and
+at the end a table of embeddings and the mistakes gallery.
 
 A resumed run continues the same wandb run: its id is kept in the checkpoints. Without a
 network, online mode fails in one line within SERVER_TIMEOUT_SECONDS instead of hanging.
@@ -13,13 +14,15 @@ from pathlib import Path
 
 import torch
 import wandb
+from PIL import Image
 from torch import nn
+from torchvision.transforms.v2.functional import to_pil_image
 from torchvision.utils import make_grid
 
 from ..config import Config
 from ..data import DataSpec
 from ..errors import UserError
-from .base import RunLogger, register_logger
+from .base import Embeddings, Mistake, RunLogger, register_logger
 
 OFFLINE_MODES = ("offline", "disabled", "dryrun")
 SERVER_TIMEOUT_SECONDS = 10
@@ -106,6 +109,27 @@ class WandbLogger(RunLogger):
 
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         self.run.log(record, step=step)
+
+    def log_embeddings(self, embeddings: Embeddings, step: int) -> None:
+        """A table whose features column wandb's 2D projection panel reduces and plots.
+
+        The features go in as NumPy rows, which wandb serialises several times faster than lists.
+        """
+        rows = [
+            [*row, wandb.Image(to_pil_image(thumbnail)), features]
+            for row, thumbnail, features in zip(
+                embeddings.metadata(),
+                embeddings.thumbnails,
+                embeddings.features.numpy(),
+                strict=True,
+            )
+        ]
+        table = wandb.Table(columns=[*Embeddings.COLUMNS, "image", "features"], data=rows)
+        self.run.log({"val/embeddings": table}, step=step)
+
+    def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image, step: int) -> None:
+        images = [wandb.Image(mistake.image, caption=mistake.caption) for mistake in mistakes]
+        self.run.log({"val/mistakes": images}, step=step)
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:
         for key, value in summary.items():
