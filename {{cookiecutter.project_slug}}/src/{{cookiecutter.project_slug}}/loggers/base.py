@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..cam import CamImages
 from ..config import Config
 from ..data import DataSpec
 
@@ -36,6 +37,9 @@ class RunLogger:
 
     def log_validation(self, results: dict, step: int) -> None:
         """After each validation: confusion matrix and, when kept, class probabilities."""
+
+    def log_cam(self, images: CamImages, step: int) -> None:
+        """Every --cam-every epochs, after validation: Grad-CAM of the same validation images."""
 
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         """After each epoch: the metrics record written to metrics.jsonl."""
@@ -73,6 +77,10 @@ class ExperimentLoggers(RunLogger):
     def log_validation(self, results: dict, step: int) -> None:
         for logger in self.loggers:
             logger.log_validation(results, step)
+
+    def log_cam(self, images: CamImages, step: int) -> None:
+        for logger in self.loggers:
+            logger.log_cam(images, step)
 
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         for logger in self.loggers:
