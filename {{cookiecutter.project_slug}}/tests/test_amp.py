@@ -4,9 +4,10 @@ import torch
 from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint
 
 
-def test_bfloat16_autocast_trains_on_cpu(train):
-    run_dir = train("--amp", "--device", "cpu")
+def test_bfloat16_autocast_trains_on_cpu_and_grad_cam_runs_beside_it(train):
+    run_dir = train("--amp", "--device", "cpu", "--cam-every", "1")
     assert "autocast bfloat16" in (run_dir / "train.log").read_text()
+    assert (run_dir / "cam" / "epoch-001.png").stat().st_size > 0
 
 
 @pytest.mark.slow
