@@ -67,7 +67,7 @@ class GradCam:
         height, width = panels.shape[-2:]
         corners = panel_corners(len(panels), width, height)
         grid = make_grid(panels, nrow=GRID_COLUMNS, padding=GRID_PADDING, pad_value=1.0)
-        grid = with_labels(grid, corners, height - CAPTION_HEIGHT, true_names, predicted_names)
+        grid = with_labels(grid, corners, (width, height), true_names, predicted_names)
         return CamImages(
             epoch,
             panels=[grid[:, top : top + height, left : left + width] for left, top in corners],
@@ -171,7 +171,7 @@ def panel_corners(count: int, width: int, height: int) -> list[tuple[int, int]]:
 def with_labels(
     grid: torch.Tensor,
     corners: list[tuple[int, int]],
-    image_height: int,
+    panel_size: tuple[int, int],
     true_names: list[str],
     predicted_names: list[str],
 ) -> torch.Tensor:
@@ -179,9 +179,19 @@ def with_labels(
     prediction in green when right, red when wrong)."""
     canvas = F.to_pil_image(grid)
     draw = ImageDraw.Draw(canvas)
+    width, height = panel_size
     for (left, top), true, predicted in zip(corners, true_names, predicted_names, strict=True):
-        caption_top = top + image_height
-        draw.text((left + 2, caption_top + 2), f"true {true}", fill="black")
+        caption_top = top + height - CAPTION_HEIGHT
         colour = "green" if predicted == true else "red"
-        draw.text((left + 2, caption_top + 14), f"pred {predicted}", fill=colour)
+        for line, offset, fill in ((f"true {true}", 2, "black"), (f"pred {predicted}", 14, colour)):
+            draw.text((left + 2, caption_top + offset), fitted(draw, line, width - 4), fill=fill)
     return F.pil_to_tensor(canvas)
+
+
+def fitted(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
+    """`text`, cut short with "..." where it would run past `width` pixels."""
+    if draw.textlength(text) <= width:
+        return text
+    while text and draw.textlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
