@@ -20,8 +20,9 @@ from .models import last_conv_block
 
 IMAGES_PER_CLASS = 2
 MAX_IMAGES = 16
-# Inputs are enlarged by a whole factor to at least this side, so that 8 px digits show.
-MIN_SIDE = 96
+# Inputs are enlarged by a whole factor to at least this side, so that 8 px digits show; a
+# larger grid would cost more to encode (twice, with TensorBoard) than drawing it.
+MIN_SIDE = 64
 CAPTION_HEIGHT = 26  # two lines of Pillow's default font
 GAP = 2  # between an image and its overlay
 GRID_COLUMNS = 4
