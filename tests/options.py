@@ -65,7 +65,9 @@ def expected_files(answers: dict) -> set[str]:
         "tests/test_imbalanced.py",
         "tests/test_insight.py",
         "tests/test_sweep.py",
+        "tests/test_cam.py",
         f"{package}/__init__.py",
+        f"{package}/cam.py",
         f"{package}/checkpoint.py",
         f"{package}/config.py",
         f"{package}/data.py",
@@ -95,14 +97,17 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/loggers/__init__.py",
         f"{package}/loggers/base.py",
         f"{package}/loggers/metrics_file.py",
+        f"{package}/loggers/cam_files.py",
     }
     if answers["license"] != "none":
         files.add("LICENSE")
     if uses_tensorboard(answers):
         files |= {f"{package}/loggers/tensorboard_logger.py", "tests/test_insight_tensorboard.py"}
+        files.add("tests/test_cam_tensorboard.py")
     if uses_wandb(answers):
         files |= {f"{package}/loggers/wandb_logger.py", "configs/wandb_sweep.yaml"}
         files |= {"tests/test_wandb_sweep.py", "tests/test_insight_wandb.py"}
+        files.add("tests/test_cam_wandb.py")
     if answers["mixed_precision"] == "yes":
         files |= {f"{package}/amp.py", "tests/test_amp.py"}
     if uses_ddp(answers):

@@ -216,6 +216,11 @@ CASES = {
         "--balanced-sampling already gives every class the same weight",
     ),
     "config with a number to compile": (config_file("compile: 1\n"), "compile must be true or"),
+    "Grad-CAM of the mlp": (
+        flags("--model", "mlp", "--cam-every", "1"),
+        "the mlp has no spatial feature map: --cam-every needs simple_cnn or resnet18",
+    ),
+    "negative Grad-CAM interval": (flags("--cam-every", "-1"), "--cam-every: must be zero or more"),
     "resume with another EMA decay": (
         resume_previous_run("--ema", "0.9"),
         "was trained with --ema 0.9",

@@ -13,7 +13,7 @@ from options import (
     uses_wandb,
 )
 
-SHORT_RUN = tiny_run("--name", "matrix", epochs=2)
+SHORT_RUN = tiny_run("--name", "matrix", "--cam-every", "2", epochs=2)
 
 
 def switches(combo: dict) -> list[str]:
@@ -42,6 +42,7 @@ def test_combination_trains_on_cpu(render, preloaded_python, combo, tmp_path):
     records = read_metrics(run_dir)
     assert [record["epoch"] for record in records] == [1, 2]
     assert all(0.0 <= record["val_acc"] <= 1.0 for record in records)
+    assert [path.name for path in (run_dir / "cam").iterdir()] == ["epoch-002.png"]
     log = result.stderr
     assert "Traceback" not in log and "Logging error" not in log
     if uses_ddp(combo):

@@ -5,8 +5,8 @@ import torch
 from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint
 
 
-def test_bfloat16_autocast_trains_on_cpu(train):
-    run_dir = train("--amp", "--device", "cpu")
+def test_bfloat16_autocast_trains_on_cpu_and_grad_cam_runs_beside_it(train):
+    run_dir = train("--amp", "--device", "cpu", "--cam-every", "1")
     assert "autocast bfloat16" in (run_dir / "train.log").read_text()
     # best.pt's end-of-run features come from a float32 pass: finer than bfloat16 can hold
     saved = np.loadtxt(run_dir / "embeddings" / "features.tsv", delimiter="\t")
@@ -14,6 +14,7 @@ def test_bfloat16_autocast_trains_on_cpu(train):
     assert torch.isfinite(features).all()
     as_bfloat16 = features.bfloat16().float()  # what a bfloat16 pass could have written
     assert not torch.allclose(features, as_bfloat16, rtol=1e-5, atol=0)
+    assert (run_dir / "cam" / "epoch-001.png").stat().st_size > 0
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ def torchrun(tmp_path, processes: int, *flags: str) -> subprocess.CompletedProce
 
 @pytest.mark.slow
 def test_two_gloo_processes_train_and_only_rank0_writes(tmp_path):
-    result = torchrun(tmp_path, 2, "--device", "cpu")
+    result = torchrun(tmp_path, 2, "--device", "cpu", "--cam-every", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "world size 2" in result.stderr
     assert len(load_weights(tmp_path / "ddp" / "last.pt")) > 0
@@ -40,6 +40,8 @@ def test_two_gloo_processes_train_and_only_rank0_writes(tmp_path):
     # Rank 0 alone looks at best.pt on the whole validation split (32 images), not its share.
     embedded = (tmp_path / "ddp" / "embeddings" / "metadata.tsv").read_text().splitlines()
     assert len(embedded) == 1 + 32 and result.stderr.count("looked at best.pt") == 1
+    # Rank 0 alone draws Grad-CAM, outside every collective: the others never wait for it.
+    assert [path.name for path in (tmp_path / "ddp" / "cam").iterdir()] == ["epoch-001.png"]
 
 
 @pytest.mark.slow

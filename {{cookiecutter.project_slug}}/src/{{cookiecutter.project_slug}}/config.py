@@ -113,6 +113,7 @@ class RunConfig:
     name: str
     resume: str | None
     log_every: int
+    cam_every: int
     no_progress: bool
     patience: int
     min_delta: float
@@ -370,6 +371,13 @@ def build_parser() -> ConfigParser:
     output.add_argument(
         "--log-every", type=positive_int, default=20, help="optimizer updates between log lines"
     )
+    output.add_argument(
+        "--cam-every",
+        type=non_negative_int,
+        default=0,
+        help="Grad-CAM heat maps of up to 16 fixed validation images every N epochs, to "
+        "<run folder>/cam/ and the loggers (0: off; simple_cnn and resnet18)",
+    )
     output.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     insight = parser.add_argument_group("end of run: best.pt on the validation split")
@@ -507,5 +515,7 @@ def check_combinations(parser: ConfigParser, config: argparse.Namespace) -> None
             "--balanced-sampling already gives every class the same weight; --class-weights "
             "auto on top would favour rare classes in proportion to their rarity: pick one"
         )
+    if config.cam_every and config.model == "mlp":
+        parser.error("the mlp has no spatial feature map: --cam-every needs simple_cnn or resnet18")
     for feature in FEATURES:
         feature.check(config, parser)

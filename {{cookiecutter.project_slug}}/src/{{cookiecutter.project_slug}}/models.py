@@ -108,6 +108,16 @@ def classifier_layer(model: nn.Module) -> nn.Linear:
     return [module for module in model.modules() if isinstance(module, nn.Linear)][-1]
 
 
+def last_conv_block(name: str, model: nn.Module) -> nn.Module:
+    """The last block whose output is still a spatial feature map (before global pooling):
+    the layer Grad-CAM explains (cam.py). The mlp has none: config refuses --cam-every for it."""
+    if name == "simple_cnn":
+        return model.features[-2]  # features end with this block, then the global pooling
+    if name == "resnet18":
+        return model.layer4
+    raise ValueError(f"{name} has no convolutional block")
+
+
 def memory_format(config: ModelConfig) -> torch.memory_format:
     """How the model's weights and inputs are laid out in memory (--channels-last)."""
     return torch.channels_last if config.channels_last else torch.contiguous_format

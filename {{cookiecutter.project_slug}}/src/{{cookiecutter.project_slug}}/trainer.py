@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .cam import GradCam
 from .checkpoint import (
     capture_rng_state,
     load_resumable,
@@ -153,6 +154,7 @@ def fit(
     progress = training.progress
     if progress.global_step == 0:
         loggers.log_start(training.model, functools.cache(lambda: sample_batch(training)))
+    cam = grad_cam_of(config, training, runtime)
     started = time.perf_counter()
     run = config.run
     for epoch in range(progress.epoch, last_epoch(run, progress)):
@@ -185,6 +187,8 @@ def fit(
         progress.epoch = epoch + 1
         record = epoch_record(progress, train_stats, val_stats, selected_stats, training)
         loggers.log_validation(selected_stats, progress.global_step)
+        if cam is not None and progress.epoch % run.cam_every == 0:
+            loggers.log_cam(cam(selecting_model(training), progress.epoch), progress.global_step)
         loggers.log_epoch(record, progress.global_step, training.model)
         paths = [run_dir / "last.pt", *([run_dir / "best.pt"] if improved else [])]
         save_run_state(training, config, runtime, loggers.state_dict(), paths)
@@ -231,6 +235,27 @@ def validate(training: Training, runtime: Runtime) -> tuple[dict, dict]:
             )
         )
     return scores[0], scores[-1]
+
+
+def selecting_model(training: Training) -> nn.Module:
+    """The model whose scores select best.pt, and that evaluate and export use: the EMA when
+    on, else the model itself (never a multi-GPU wrapper)."""
+    ema = training.optimisation.ema
+    return training.model if ema is None else ema.module
+
+
+def grad_cam_of(config: Config, training: Training, runtime: Runtime) -> GradCam | None:
+    """--cam-every's validation images, chosen once for the run, in the writing process only
+    (the others never compute Grad-CAM, so none of them waits for it)."""
+    if not config.run.cam_every or not runtime.is_main:
+        return None
+    return GradCam(
+        config.model.model,
+        training.val_loader.dataset,
+        training.spec,
+        runtime.device,
+        training.memory_format,
+    )
 
 
 def last_epoch(run: RunConfig, progress: Progress) -> int:

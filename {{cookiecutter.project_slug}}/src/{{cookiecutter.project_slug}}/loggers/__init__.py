@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..data import DataSpec
-from . import metrics_file  # noqa: F401  (registers metrics.jsonl, kept by every run)
+from . import cam_files, metrics_file  # noqa: F401  (register what every run keeps)
 from .base import LOGGER_TYPES, ExperimentLoggers
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"

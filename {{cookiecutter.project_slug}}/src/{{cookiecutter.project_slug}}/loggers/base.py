@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..cam import CamImages
 from ..config import Config
 from ..data import DataSpec
 
@@ -72,6 +73,9 @@ class RunLogger:
     def log_validation(self, results: dict, step: int) -> None:
         """After each validation: confusion matrix and, when kept, class probabilities."""
 
+    def log_cam(self, images: CamImages, step: int) -> None:
+        """Every --cam-every epochs, after validation: Grad-CAM of the same validation images."""
+
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         """After each epoch: the metrics record written to metrics.jsonl."""
 
@@ -115,6 +119,10 @@ class ExperimentLoggers(RunLogger):
     def log_validation(self, results: dict, step: int) -> None:
         for logger in self.loggers:
             logger.log_validation(results, step)
+
+    def log_cam(self, images: CamImages, step: int) -> None:
+        for logger in self.loggers:
+            logger.log_cam(images, step)
 
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         for logger in self.loggers:

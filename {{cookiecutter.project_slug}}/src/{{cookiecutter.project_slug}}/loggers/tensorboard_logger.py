@@ -1,5 +1,5 @@
-"""TensorBoard: scalars, hparams, an input grid, the graph, confusion matrix, PR curves, and
-at the end the embedding projector and the mistakes gallery."""
+"""TensorBoard: scalars, hparams, an input grid, the graph, confusion matrix, PR curves,
+Grad-CAM grids, and at the end the embedding projector and the mistakes gallery."""
 
 import copy
 import warnings
@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
+from ..cam import CamImages
 from ..config import Config
 from ..data import DataSpec
 from .base import Embeddings, Mistake, RunLogger, register_logger
@@ -71,6 +72,9 @@ class TensorBoardLogger(RunLogger):
         probabilities, targets = results["probabilities"], results["targets"]
         for index, name in enumerate(self.class_names):
             self.writer.add_pr_curve(f"pr/{name}", targets == index, probabilities[:, index], step)
+
+    def log_cam(self, images: CamImages, step: int) -> None:
+        self.writer.add_image("cam/val", images.grid, step)
 
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         for key, tag in EPOCH_SCALARS.items():

@@ -1,5 +1,5 @@
-"""Weights & Biases: config, metrics by step, best values in the summary, best checkpoint, and
-at the end a table of embeddings and the mistakes gallery.
+"""Weights & Biases: config, metrics by step, best values in the summary, best checkpoint,
+Grad-CAM images with their labels, and at the end a table of embeddings and the mistakes gallery.
 
 A resumed run continues the same wandb run: its id is kept in the checkpoints. Without a
 network, online mode fails in one line within SERVER_TIMEOUT_SECONDS instead of hanging.
@@ -19,6 +19,7 @@ from torch import nn
 from torchvision.transforms.v2.functional import to_pil_image
 from torchvision.utils import make_grid
 
+from ..cam import CamImages
 from ..config import Config
 from ..data import DataSpec
 from ..errors import UserError
@@ -106,6 +107,13 @@ class WandbLogger(RunLogger):
 
     def log_step(self, values: dict, step: int) -> None:
         self.run.log({f"step/{key}": value for key, value in values.items()}, step=step)
+
+    def log_cam(self, images: CamImages, step: int) -> None:
+        pictures = [
+            wandb.Image(panel.permute(1, 2, 0).numpy(), caption=caption)
+            for panel, caption in zip(images.panels, images.captions, strict=True)
+        ]
+        self.run.log({"cam/val": pictures}, step=step)
 
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         self.run.log(record, step=step)

@@ -1,0 +1,58 @@
+"""--cam-every in wandb: each due epoch's Grad-CAM images, captioned with their labels."""
+
+import json
+import re
+import struct
+from pathlib import Path
+
+from conftest import read_metrics
+
+
+def wandb_records(path: Path):
+    """Decode an offline run's .wandb file (a LevelDB-style log of protobuf Records)."""
+    from wandb.proto.wandb_internal_pb2 import Record
+
+    data = path.read_bytes()
+    block, offset, pieces = 32768, 7, []
+    while offset + 7 <= len(data):
+        if block - offset % block < 7:  # a block's tail too short for a header is padding
+            offset += block - offset % block
+            continue
+        length, kind = struct.unpack_from("<HB", data, offset + 4)
+        pieces.append(data[offset + 7 : offset + 7 + length])
+        offset += 7 + length
+        if kind in (1, 4):  # a FULL record, or the LAST piece of a split one
+            record = Record()
+            record.ParseFromString(b"".join(pieces))
+            pieces = []
+            yield record
+
+
+def history_rows(path: Path) -> list[dict]:
+    """Each logged step's values; an image list's fields under "<key>/<field>"."""
+    return [
+        {
+            item.key or "/".join(item.nested_key): json.loads(item.value_json)
+            for item in record.history.item
+        }
+        for record in wandb_records(path)
+        if record.HasField("history")
+    ]
+
+
+def test_offline_run_holds_the_images_with_their_labels(train, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run_dir = train("--epochs", "2", "--cam-every", "1")
+    (log_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    rows = [row for row in history_rows(log_file) if "cam/val/captions" in row]
+    assert [row["_step"] for row in rows] == [record["step"] for record in read_metrics(run_dir)]
+    true_labels = []
+    for row in rows:
+        captions = row["cam/val/captions"]
+        assert row["cam/val/_type"] == "images/separated"
+        assert row["cam/val/count"] == len(captions) == len(row["cam/val/filenames"]) > 0
+        assert all(re.fullmatch(r"true \S+, predicted \S+", caption) for caption in captions)
+        files = [log_file.parent / "files" / name for name in row["cam/val/filenames"]]
+        assert all(path.is_file() for path in files)
+        true_labels.append([caption.split(",")[0] for caption in captions])
+    assert true_labels[0] == true_labels[1]  # the same images in every epoch
