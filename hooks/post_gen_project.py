@@ -20,7 +20,7 @@ def unselected_paths(answers: dict) -> list[str]:
         paths += ["tests/test_insight_tensorboard.py", "tests/test_cam_tensorboard.py"]
     if logger not in ("wandb", "both"):
         paths.append(f"{package}/loggers/wandb_logger.py")
-        paths += ["configs/wandb_sweep.yaml", "tests/test_wandb_sweep.py"]
+        paths += ["configs/wandb_sweep.yaml", "tests/test_wandb_sweep.py", "tests/offline_wandb.py"]
         paths += ["tests/test_insight_wandb.py", "tests/test_cam_wandb.py"]
     if answers["mixed_precision"] != "yes":
         paths.append(f"{package}/amp.py")

@@ -107,7 +107,7 @@ def expected_files(answers: dict) -> set[str]:
     if uses_wandb(answers):
         files |= {f"{package}/loggers/wandb_logger.py", "configs/wandb_sweep.yaml"}
         files |= {"tests/test_wandb_sweep.py", "tests/test_insight_wandb.py"}
-        files.add("tests/test_cam_wandb.py")
+        files |= {"tests/test_cam_wandb.py", "tests/offline_wandb.py"}
     if answers["mixed_precision"] == "yes":
         files |= {f"{package}/amp.py", "tests/test_amp.py"}
     if uses_ddp(answers):
