@@ -3,7 +3,8 @@
 The all-options combination runs its complete suite, in the fast subset too. The minimal
 combination (also in the fast subset) and an all-pairs set of combinations (in the full suite
 only) run their suites without the tests their projects mark slow (the two-process DDP launch,
-ONNX parity for every model, compiling, sweeps in child processes, a file broken mid-training):
+ONNX parity for every model, compiling, sweeps in child processes, a file broken mid-training,
+predict on a shared trained run, Grad-CAM and insight read back from TensorBoard and wandb):
 those exercise no option's code beyond what the all-options suite runs them with. Every value
 of each code-shaping option meets every value of each other one in some suite: 16 suites
 instead of 64 (each takes about 30 s), the fewest that can (logger x multi_gpu alone has 16
@@ -51,9 +52,15 @@ def test_project_passes_its_own_tests(render, preloaded_python, combo):
     if combo != REPRESENTATIVE[0]:
         command += ["-m", "not slow"]
     result = run_command(command, project, WANDB_MODE="offline")
-    assert result.returncode == 0, result.stdout[-4000:]
+    assert result.returncode == 0, failures(result.stdout)
     summary = result.stdout.strip().splitlines()[-1]
     assert re.search(r"\d+ passed", summary) and "failed" not in summary
     for line in result.stdout.splitlines():
         if line.startswith("SKIPPED"):
             assert "needs" in line and "GPU" in line, line  # only GPU tests skip, saying why
+
+
+def failures(output: str) -> str:
+    """pytest's report of what failed (its captured logs can run to pages), else its tail."""
+    start = output.find("= FAILURES =")
+    return output[start : start + 6000] if start >= 0 else output[-4000:]

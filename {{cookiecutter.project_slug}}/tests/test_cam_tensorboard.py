@@ -2,12 +2,14 @@
 
 import io
 
+import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import read_metrics
 
 
+@pytest.mark.slow
 def test_grids_are_logged_at_their_epochs_steps(train):
     run_dir = train("--epochs", "2", "--cam-every", "1")
     events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})

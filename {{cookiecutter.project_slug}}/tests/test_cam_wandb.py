@@ -4,6 +4,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from conftest import read_metrics
 from offline_wandb import wandb_records
 
@@ -20,8 +22,11 @@ def history_rows(path: Path) -> list[dict]:
     ]
 
 
-def test_offline_run_holds_the_images_with_their_labels(train, monkeypatch):
+@pytest.mark.slow
+def test_offline_run_holds_the_images_with_their_labels(train, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))  # staged artifacts
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
     run_dir = train("--epochs", "2", "--cam-every", "1")
     (log_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
     rows = [row for row in history_rows(log_file) if "cam/val/captions" in row]

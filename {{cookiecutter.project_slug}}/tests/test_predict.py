@@ -20,6 +20,10 @@ from {{ cookiecutter.project_slug }}.data import (
 from {{ cookiecutter.project_slug }}.engine import evaluate
 from {{ cookiecutter.project_slug }}.models import build_model
 
+# Most tests share one trained run (conftest.predict_run), and predict is the same code in every
+# combination: the all-options project runs them, the others skip them with the slow tests.
+pytestmark = pytest.mark.slow
+
 READABLE = ("cat/grey.png", "cat/rgb.png", "dog/photo.jpg", "dog/rgba.png", "fox/palette.gif")
 UNREADABLE = ("broken.png", "fake.jpg")
 

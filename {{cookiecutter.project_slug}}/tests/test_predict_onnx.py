@@ -7,6 +7,9 @@ from onnx import TensorProto, helper
 from conftest import predicted
 from {{ cookiecutter.project_slug }} import export, predict
 
+# Like test_predict.py: one shared trained run, so the all-options project runs these.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def onnx_file(predict_run, tmp_path_factory) -> Path:
@@ -23,7 +26,6 @@ def predictions(tmp_path: Path, images: Path, model: Path) -> dict[str, dict[str
     return predicted(output)
 
 
-@pytest.mark.slow  # the export takes a few seconds
 def test_onnx_predictions_agree_with_the_checkpoint(predict_run, onnx_file, tmp_path, capsys):
     run_dir, images = predict_run
     from_checkpoint = predictions(tmp_path, images, run_dir / "best.pt")
