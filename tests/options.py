@@ -86,6 +86,7 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/predict.py",
         f"{package}/precision.py",
         f"{package}/preemption.py",
+        f"{package}/report.py",
         f"{package}/run_folder.py",
         f"{package}/runtime.py",
         f"{package}/sweep.py",

@@ -10,9 +10,12 @@ from PIL import Image
 
 from {{ cookiecutter.project_slug }}.train import main as train_main
 
-# A second or two per run: tiny synthetic data; test_train.py also trains on digits.
+# A second or two per run: tiny synthetic data; test_train.py also trains on digits. The
+# end-of-run embeddings and mistakes are off: tests that look at them switch them on.
 QUICK = ["--dataset", "fake", "--fake-samples", "160", "--image-size", "8", "--batch-size", "32"]
 QUICK += ["--epochs", "1", "--warmup-epochs", "0", "--no-progress"]
+QUICK += ["--embeddings", "0", "--mistakes", "0"]
+INSIGHT = ("--embeddings", "1000", "--mistakes", "16")  # the defaults
 
 
 @pytest.fixture

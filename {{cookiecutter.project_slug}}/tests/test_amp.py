@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import INSIGHT
 from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint
 
 
 def test_bfloat16_autocast_trains_on_cpu_and_grad_cam_runs_beside_it(train):
-    run_dir = train("--amp", "--device", "cpu", "--cam-every", "1")
+    run_dir = train("--amp", "--device", "cpu", "--cam-every", "1", *INSIGHT)
     assert "autocast bfloat16" in (run_dir / "train.log").read_text()
     # best.pt's end-of-run features come from a float32 pass: finer than bfloat16 can hold
     saved = np.loadtxt(run_dir / "embeddings" / "features.tsv", delimiter="\t")

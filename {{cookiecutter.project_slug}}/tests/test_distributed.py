@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import QUICK, load_weights
+from conftest import INSIGHT, QUICK, load_weights
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
 SBATCH = Path(__file__).resolve().parent.parent / "slurm" / "train.sbatch"
@@ -30,7 +30,7 @@ def torchrun(tmp_path, processes: int, *flags: str) -> subprocess.CompletedProce
 
 @pytest.mark.slow
 def test_two_gloo_processes_train_and_only_rank0_writes(tmp_path):
-    result = torchrun(tmp_path, 2, "--device", "cpu", "--cam-every", "1")
+    result = torchrun(tmp_path, 2, "--device", "cpu", "--cam-every", "1", *INSIGHT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "world size 2" in result.stderr
     assert len(load_weights(tmp_path / "ddp" / "last.pt")) > 0
@@ -46,7 +46,7 @@ def test_two_gloo_processes_train_and_only_rank0_writes(tmp_path):
 
 @pytest.mark.slow
 def test_two_compiled_gloo_processes_train_identical_replicas(tmp_path):
-    result = torchrun(tmp_path, 2, "--device", "cpu", "--model", "mlp", "--compile")
+    result = torchrun(tmp_path, 2, "--device", "cpu", "--model", "mlp", "--compile", *INSIGHT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "parameters identical on all 2 ranks" in result.stderr
     assert (tmp_path / "ddp" / "embeddings" / "features.tsv").exists()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import QUICK, load_weights, read_metrics
+from conftest import INSIGHT, QUICK, load_weights, read_metrics
 from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint, load_model_weights
 from {{ cookiecutter.project_slug }}.config import MODELS, saved_config
 from {{ cookiecutter.project_slug }}.data import DataSpec, build_datasets
@@ -149,8 +149,8 @@ def test_early_stopped_ema_run_shows_best_checkpoints_embeddings_and_mistakes(tr
     ("flags", "exit_code"),
     [
         (["--embeddings", "0", "--mistakes", "0"], 0),
-        (["--epochs", "2", "--stop-after-epochs", "1"], 0),
-        (["--max-minutes", "1e-9"], 75),
+        (["--epochs", "2", "--stop-after-epochs", "1", *INSIGHT], 0),
+        (["--max-minutes", "1e-9", *INSIGHT], 75),
     ],
     ids=["switched-off", "stop-after-epochs", "time-budget"],
 )
@@ -166,7 +166,7 @@ def test_runs_that_opt_out_or_do_not_finish_show_nothing(tmp_path, recorded, fla
 @pytest.mark.slow
 def test_looking_at_best_pt_leaves_the_training_results_alone(train):
     flags = ("--deterministic", "--seed", "5")
-    looked = train(*flags, name="looked")
+    looked = train(*flags, *INSIGHT, name="looked")
     plain = train(*flags, "--embeddings", "0", "--mistakes", "0", name="plain")
     assert (looked / "mistakes.png").exists() and not (plain / "mistakes.png").exists()
     for checkpoint in ("last.pt", "best.pt"):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import QUICK, load_weights, read_metrics
+from conftest import INSIGHT, QUICK, load_weights, read_metrics
 from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint
 from {{ cookiecutter.project_slug }}.data import DataSpec
 from {{ cookiecutter.project_slug }}.ema import ExponentialMovingAverage, warmed_up_decay
@@ -70,7 +70,7 @@ def test_ema_follows_the_weights_with_the_warmed_up_decay():
 
 @pytest.mark.slow
 def test_ema_is_evaluated_checkpointed_and_selects_best(train, capsys):
-    run_dir = train("--ema", "0.9", "--epochs", "3")
+    run_dir = train("--ema", "0.9", "--epochs", "3", *INSIGHT)
     records = read_metrics(run_dir)
     assert all({"ema_val_acc", "ema_val_loss", "val_acc"} <= record.keys() for record in records)
     best = load_checkpoint(run_dir / "best.pt")
@@ -123,7 +123,7 @@ def test_compiled_checkpoints_resume_and_evaluate_with_or_without_compile(train,
     uncompiled = ("--model", "mlp", "--epochs", "3", "--stop-after-epochs", "1")
     train(*uncompiled, "--resume", "auto", name="compiled")
     assert load_checkpoint(compiled / "last.pt")["epoch"] == 2
-    train(*COMPILED, "--epochs", "3", "--resume", "auto", name="compiled")
+    train(*COMPILED, "--epochs", "3", "--resume", "auto", *INSIGHT, name="compiled")
     assert [record["epoch"] for record in read_metrics(compiled)] == [1, 2, 3]
     assert (compiled / "embeddings" / "features.tsv").exists()  # best.pt looked at, uncompiled
     assert evaluate_main(["--checkpoint", str(compiled / "best.pt")]) == 0
@@ -134,7 +134,7 @@ def test_compiled_checkpoints_resume_and_evaluate_with_or_without_compile(train,
 def test_compiled_channels_last_ema_run_resumes_on_cuda(train):
     flags = ("--device", "cuda", "--compile", "--channels-last", "--ema", "0.99", "--epochs", "2")
     run_dir = train(*flags, "--stop-after-epochs", "1")
-    train(*flags, "--resume", "auto")
+    train(*flags, "--resume", "auto", *INSIGHT)
     assert [record["epoch"] for record in read_metrics(run_dir)] == [1, 2]
     last = load_checkpoint(run_dir / "last.pt")
     assert last["ema"]["updates"] == last["global_step"]

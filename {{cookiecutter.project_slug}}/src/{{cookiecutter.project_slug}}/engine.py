@@ -68,6 +68,13 @@ class Training:
     val_loader: DataLoader
     memory_format: torch.memory_format = torch.contiguous_format
 
+    @property
+    def selecting_model(self) -> nn.Module:
+        """The model whose scores select best.pt, and that evaluate and export use: the EMA
+        when on, else the model itself (never a multi-GPU wrapper)."""
+        ema = self.optimisation.ema
+        return self.model if ema is None else ema.module
+
 
 class NonFiniteLossError(UserError):
     pass
@@ -240,3 +247,26 @@ def evaluate(
         summary["probabilities"] = probabilities.compute().cpu()
         summary["targets"] = labels.compute().cpu().long()
     return summary
+
+
+def validate(training: Training, runtime: Runtime, keep_predictions: bool) -> tuple[dict, dict]:
+    """Scores of the model and of the model that selects best.pt (the same one without EMA).
+    `keep_predictions` applies to the latter; gathering them is a collective: all ranks ask."""
+    models = [training.model]
+    if training.selecting_model is not training.model:
+        models.append(training.selecting_model)
+    scores = []
+    for model in models:
+        runtime.share_buffers(model)
+        scores.append(
+            evaluate(
+                model,
+                training.val_loader,
+                training.spec.num_classes,
+                runtime.device,
+                training.optimisation.precision.autocast,
+                keep_predictions=keep_predictions and model is models[-1],
+                memory_format=training.memory_format,
+            )
+        )
+    return scores[0], scores[-1]

@@ -19,7 +19,7 @@ from .config import Config, RunConfig, config_yaml
 from .data import build_datasets, build_loaders, loss_class_weights
 from .early_stopping import EarlyStopping, resolve_mode
 from .ema import build_ema
-from .engine import Optimisation, Progress, Training, evaluate, train_one_epoch
+from .engine import Optimisation, Progress, Training, train_one_epoch, validate
 from .errors import StoppedEarly, UserError, user_message
 from .features import load_implementations
 from .insight import record_insights
@@ -37,6 +37,7 @@ from .models import build_model, initialise_weights, memory_format, model_summar
 from .optim import build_optimizer, build_scheduler
 from .precision import build_precision
 from .preemption import StopRequest
+from .report import epoch_line, epoch_record, resume_point
 from .run_folder import continues_in_place, owned_by_rank0, resume_source
 from .runtime import Runtime, launch, seed_everything
 
@@ -123,14 +124,6 @@ def build_training(config: Config, runtime: Runtime, log) -> Training:
     )
 
 
-def resume_point(state: dict) -> tuple[str, int]:
-    """The epoch a checkpoint resumes in ("3", or "3 after 40 batches") and its step."""
-    epoch = f"{state['epoch'] + 1}"
-    if state["batches_done"]:
-        epoch += f" after {state['batches_done']} batches"
-    return epoch, state["global_step"]
-
-
 def open_run_folder(config: Config, run_dir: Path, is_new: bool, log) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     keep_log_in(run_dir)
@@ -151,12 +144,19 @@ def fit(
 ) -> None:
     """The epoch loop: train, evaluate, report, save; stop early, on a signal or at the end."""
     trained_model = runtime.wrap(training.model, log)  # a multi-GPU wrapper, or the model
-    progress = training.progress
+    progress, run = training.progress, config.run
     if progress.global_step == 0:
         loggers.log_start(training.model, functools.cache(lambda: sample_batch(training)))
-    cam = grad_cam_of(config, training, runtime)
+    cam = None
+    if run.cam_every and runtime.is_main:  # the other ranks never compute it, nor wait for it
+        cam = GradCam(
+            config.model.model,
+            training.val_loader.dataset,
+            training.spec,
+            runtime.device,
+            training.memory_format,
+        )
     started = time.perf_counter()
-    run = config.run
     for epoch in range(progress.epoch, last_epoch(run, progress)):
         training.train_loader.sampler.set_epoch(
             epoch, progress.batches_done * config.data.batch_size
@@ -182,13 +182,16 @@ def fit(
                 stop.reason,
             )
             raise StoppedEarly(stop.reason)
-        val_stats, selected_stats = validate(training, runtime)
+        val_stats, selected_stats = validate(training, runtime, loggers_need_predictions())
         improved = training.stopper.update(selected_stats[run.monitor])
         progress.epoch = epoch + 1
-        record = epoch_record(progress, train_stats, val_stats, selected_stats, training)
+        lr = training.optimisation.optimizer.param_groups[0]["lr"]
+        record = epoch_record(
+            progress.epoch, progress.global_step, lr, train_stats, val_stats, selected_stats
+        )
         loggers.log_validation(selected_stats, progress.global_step)
         if cam is not None and progress.epoch % run.cam_every == 0:
-            loggers.log_cam(cam(selecting_model(training), progress.epoch), progress.global_step)
+            loggers.log_cam(cam(training.selecting_model, progress.epoch), progress.global_step)
         loggers.log_epoch(record, progress.global_step, training.model)
         paths = [run_dir / "last.pt", *([run_dir / "best.pt"] if improved else [])]
         save_run_state(training, config, runtime, loggers.state_dict(), paths)
@@ -213,51 +216,6 @@ def finished_training(run: RunConfig, training: Training, stop: StopRequest) -> 
     return done and not stop.requested()
 
 
-def validate(training: Training, runtime: Runtime) -> tuple[dict, dict]:
-    """Scores of the model and of the model that selects best.pt: its EMA when on, else
-    itself."""
-    models = [training.model]
-    if training.optimisation.ema is not None:
-        models.append(training.optimisation.ema.module)
-    scores = []
-    for index, model in enumerate(models):
-        runtime.share_buffers(model)
-        last = index == len(models) - 1
-        scores.append(
-            evaluate(
-                model,
-                training.val_loader,
-                training.spec.num_classes,
-                runtime.device,
-                training.optimisation.precision.autocast,
-                keep_predictions=last and loggers_need_predictions(),  # a collective: all ask
-                memory_format=training.memory_format,
-            )
-        )
-    return scores[0], scores[-1]
-
-
-def selecting_model(training: Training) -> nn.Module:
-    """The model whose scores select best.pt, and that evaluate and export use: the EMA when
-    on, else the model itself (never a multi-GPU wrapper)."""
-    ema = training.optimisation.ema
-    return training.model if ema is None else ema.module
-
-
-def grad_cam_of(config: Config, training: Training, runtime: Runtime) -> GradCam | None:
-    """--cam-every's validation images, chosen once for the run, in the writing process only
-    (the others never compute Grad-CAM, so none of them waits for it)."""
-    if not config.run.cam_every or not runtime.is_main:
-        return None
-    return GradCam(
-        config.model.model,
-        training.val_loader.dataset,
-        training.spec,
-        runtime.device,
-        training.memory_format,
-    )
-
-
 def last_epoch(run: RunConfig, progress: Progress) -> int:
     if run.stop_after_epochs is None:
         return run.epochs
@@ -270,32 +228,3 @@ def sample_batch(training: Training) -> torch.Tensor:
     images, _ = next(iter(training.train_loader))
     restore_rng_state(rng_state)
     return images
-
-
-def epoch_record(
-    progress: Progress,
-    train_stats: dict,
-    val_stats: dict,
-    selected_stats: dict,
-    training: Training,
-) -> dict:
-    record = {"epoch": progress.epoch, "step": progress.global_step}
-    record.update(train_stats)
-    record.update({key: value for key, value in val_stats.items() if key.startswith("val_")})
-    if selected_stats is not val_stats:
-        record.update(
-            {f"ema_{key}": value for key, value in selected_stats.items() if key.startswith("val_")}
-        )
-    record["lr"] = training.optimisation.optimizer.param_groups[0]["lr"]
-    record["per_class_acc"] = selected_stats["per_class_acc"]
-    return record
-
-
-def epoch_line(record: dict, epochs: int) -> str:
-    ema = f"ema_val_acc {record['ema_val_acc']:.4f} " if "ema_val_acc" in record else ""
-    return (
-        f"epoch {record['epoch']}/{epochs} train_loss {record['train_loss']:.4f} "
-        f"train_acc {record['train_acc']:.4f} val_loss {record['val_loss']:.4f} "
-        f"val_acc {record['val_acc']:.4f} {ema}lr {record['lr']:.2e} "
-        f"{record['samples_per_second']:.0f} samples/s {record['epoch_seconds']:.1f}s"
-    )
