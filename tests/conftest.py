@@ -129,9 +129,14 @@ TINY_DATA = [
 ]
 
 
+# The end-of-run embeddings and mistakes, off in tiny runs unless a test looks at them.
+NO_INSIGHT = ("--embeddings", "0", "--mistakes", "0")
+INSIGHT = ("--embeddings", "1000", "--mistakes", "16")  # the defaults
+
+
 def tiny_run(*flags: str, epochs: int = 1) -> list[str]:
     """Flags of a short run on TINY_DATA; `flags` come last, so they override."""
-    return [*TINY_DATA, "--epochs", str(epochs), "--no-progress", *flags]
+    return [*TINY_DATA, "--epochs", str(epochs), "--no-progress", *NO_INSIGHT, *flags]
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

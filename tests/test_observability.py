@@ -14,7 +14,14 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import project_environment, read_metrics, run_command, tiny_run, train_command
+from conftest import (
+    INSIGHT,
+    project_environment,
+    read_metrics,
+    run_command,
+    tiny_run,
+    train_command,
+)
 from options import SLUG
 
 BASE = {"mixed_precision": "no", "multi_gpu": "none", "onnx_export": "no"}
@@ -129,7 +136,7 @@ def test_wandb_offline_run_records_config_metrics_summary_and_artifact(
     render, preloaded_python, tmp_path
 ):
     project = render(logger="wandb", **BASE)
-    flags = ["--wandb-project", "template-tests"]
+    flags = ["--wandb-project", "template-tests", *INSIGHT]
     run_dir = train_run(project, preloaded_python, tmp_path, *flags, WANDB_MODE="offline")
     (log_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
     records = list(wandb_records(log_file))

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import (
+    NO_INSIGHT,
     project_environment,
     read_metrics,
     run_command,
@@ -22,7 +23,7 @@ from conftest import (
 from options import SLUG
 
 DIGITS = ["--dataset", "digits", "--batch-size", "8", "--epochs", "3", "--deterministic"]
-DIGITS += ["--no-progress", "--seed", "11"]
+DIGITS += ["--no-progress", "--seed", "11", *NO_INSIGHT]
 TIMINGS = {"samples_per_second", "epoch_seconds"}
 STOPPED_EXIT_CODE = 75
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import read_metrics, run_command, tiny_run, train_command
+from conftest import INSIGHT, read_metrics, run_command, tiny_run, train_command
 from options import (
     code_shaping_combinations,
     combination_id,
@@ -13,7 +13,7 @@ from options import (
     uses_wandb,
 )
 
-SHORT_RUN = tiny_run("--name", "matrix", "--cam-every", "2", epochs=2)
+SHORT_RUN = tiny_run("--name", "matrix", "--cam-every", "2", *INSIGHT, epochs=2)
 
 
 def switches(combo: dict) -> list[str]:
