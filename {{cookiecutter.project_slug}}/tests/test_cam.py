@@ -93,6 +93,7 @@ def test_the_model_is_left_as_it_was_found(name):
     assert not any(module.training for module in model.modules())
 
 
+@pytest.mark.slow
 def test_float32_under_autocast_and_eager_when_compiled():
     model, images = small_model("simple_cnn")
     expected, _ = grad_cam(model, last_conv_block("simple_cnn", model), images)
@@ -150,6 +151,7 @@ def left_halves(grid: Image.Image, images: int) -> list[bytes]:
     return halves
 
 
+@pytest.mark.slow
 def test_every_epoch_saves_a_grid_of_the_same_images(train):
     run_dir = train("--epochs", "2", "--cam-every", "1")
     assert sorted(path.name for path in (run_dir / "cam").iterdir()) == [
@@ -166,6 +168,7 @@ def test_every_epoch_saves_a_grid_of_the_same_images(train):
     assert "cam_every: 1" in (run_dir / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_every_nth_epoch_with_the_ema(train):
     run_dir = train("--epochs", "2", "--cam-every", "2", "--ema", "0.9")
     assert [path.name for path in (run_dir / "cam").iterdir()] == ["epoch-002.png"]

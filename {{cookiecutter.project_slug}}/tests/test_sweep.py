@@ -159,6 +159,7 @@ def test_parallel_sweep_finishes_its_trials_and_writes_best_yaml(tmp_path):
     assert config.data.fake_samples == 160  # the train flags after -- are kept too
 
 
+@pytest.mark.slow
 def test_sweeps_started_at_once_share_one_new_study(tmp_path):
     args = sweep.parse_arguments(["--trials", "1", "--output-dir", str(tmp_path)])
     start_together = threading.Barrier(4)
