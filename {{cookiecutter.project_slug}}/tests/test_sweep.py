@@ -299,8 +299,10 @@ def test_a_killed_sweep_leaves_no_training_and_continues_where_it_was(tmp_path):
     for number, (params, metrics) in before.items():
         assert trials[number].state == TrialState.COMPLETE
         assert (trials[number].params, metrics_file(output, number)) == (params, metrics)
-    for trial in running:
-        assert trials[trial.number].state == TrialState.FAIL
+    for trial in running:  # killed mid-training; one near its end may have finished first
+        killed = run_dir(output, trial.number) in training
+        expected = {TrialState.FAIL} if killed else {TrialState.FAIL, TrialState.COMPLETE}
+        assert trials[trial.number].state in expected
     earlier_params = [params for params, _ in before.values()]
     assert not [
         trial for trial in done if trial.number not in before and trial.params in earlier_params
