@@ -16,7 +16,7 @@ import torch
 
 from conftest import SCRATCH, read_metrics, run_command
 from options import SLUG
-from slurm_cluster import SlurmCluster, SlurmUnavailable
+from slurm_cluster import FINAL_STATES, SlurmCluster, SlurmUnavailable
 from test_preemption import without_timings
 
 pytestmark = pytest.mark.xdist_group("slurm")
@@ -82,17 +82,17 @@ def job_output(project: Path, job_id: str) -> str:
 
 
 def wait_for_output(cluster, project: Path, job_id: str, text: str, timeout: float = 240) -> None:
-    cluster.wait_for(
+    """Until the job prints `text`, or ends (a passing state such as COMPLETING is waited out)."""
+    job = cluster.wait_for(
         job_id,
-        lambda job: (
-            text in job_output(project, job_id)
-            or job["JobState"] != "RUNNING"
-            and job["JobState"] != "PENDING"
-        ),
+        lambda job: text in job_output(project, job_id) or job["JobState"] in FINAL_STATES,
         timeout,
         f"printed {text!r}",
     )
-    assert text in job_output(project, job_id), job_output(project, job_id)[-3000:]
+    assert text in job_output(project, job_id), (
+        job["JobState"],
+        job_output(project, job_id)[-3000:],
+    )
 
 
 def completed_after(cluster, job_id: str, restarts: int, timeout: float = 300) -> dict:
