@@ -57,13 +57,28 @@ def write_license(answers: dict) -> None:
     shutil.rmtree(licenses)
 
 
+def configured_git_value(key: str) -> str | None:
+    """The value git resolves for `key` from the user's own configuration, if any."""
+    try:
+        result = subprocess.run(["git", "config", key], capture_output=True, text=True)
+    except OSError:
+        return None
+    return result.stdout.strip() or None
+
+
+def commit_identity(answers: dict) -> list[str]:
+    """`-c` options for the first commit: the user's git identity where git has one, the
+    answers' author for whatever part it lacks (git would refuse to commit without one)."""
+    fallback = {"user.name": answers["author_name"], "user.email": answers["author_email"]}
+    options = []
+    for key, value in fallback.items():
+        if configured_git_value(key) is None:
+            options += ["-c", f"{key}={value}"]
+    return options
+
+
 def init_git(answers: dict) -> None:
-    identity = [
-        "-c",
-        f"user.name={answers['author_name']}",
-        "-c",
-        f"user.email={answers['author_email']}",
-    ]
+    identity = commit_identity(answers)
     commands = [
         ["git", "init", "--quiet", "--initial-branch=main"],
         ["git", "add", "--all"],

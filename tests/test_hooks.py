@@ -1,5 +1,6 @@
 """Answers are validated before anything is written, and are always treated as data."""
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -104,3 +105,40 @@ def test_template_syntax_on_the_command_line_writes_nothing(tmp_path):
     result = bake(tmp_path, {"description": "oops {{ unclosed"})
     assert result.returncode != 0
     assert list(tmp_path.iterdir()) == []
+
+
+def git_home(tmp_path: Path, config: str) -> dict:
+    """An environment whose only git configuration is `config` (a fake HOME and global file)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(config)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
+    env.update(HOME=str(home), GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), GIT_CONFIG_NOSYSTEM="1")
+    return env
+
+
+def first_commit_author(project: Path) -> str:
+    log = ["git", "-C", str(project), "log", "--format=%an <%ae>|%cn <%ce>"]
+    return subprocess.run(log, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.parametrize(
+    "config, author",
+    [
+        (
+            "[user]\n\tname = Ada Lovelace\n\temail = ada@lab.example.org\n",
+            "Ada Lovelace <ada@lab.example.org>",
+        ),
+        ("", "Grace Hopper <grace@example.org>"),
+    ],
+    ids=["user's git identity", "no git identity: the answers' author"],
+)
+def test_first_commit_is_by_the_users_git_identity(tmp_path, config, author):
+    answers = {
+        "init_git": "yes",
+        "author_name": "Grace Hopper",
+        "author_email": "grace@example.org",
+    }
+    result = bake(tmp_path / "out", answers, env=git_home(tmp_path, config))
+    assert result.returncode == 0, result.stderr
+    assert first_commit_author(tmp_path / "out" / SLUG) == f"{author}|{author}"
