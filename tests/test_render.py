@@ -1,5 +1,6 @@
 """Every code-shaping combination renders cleanly, with exactly its files, lint-free."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,26 @@ def test_unselected_features_leave_no_trace(render, combo):
     for feature, dependencies in FEATURE_DEPENDENCIES.items():
         if feature not in chosen:
             assert not [name for name in dependencies if f'"{name}' in pyproject], feature
+
+
+# What the README says about each feature; none of it may appear when the feature is not chosen.
+README_TRACES = {
+    "tensorboard": re.compile(r"tensorboard", re.IGNORECASE),
+    "wandb": re.compile(r"wandb|weights & biases", re.IGNORECASE),
+    "amp": re.compile(r"--amp\b|GradScaler|mixed precision", re.IGNORECASE),
+    "ddp": re.compile(r"torchrun|DistributedDataParallel|\bDDP\b|sbatch|nccl|gloo|\.launch\b"),
+    "dp": re.compile(r"--dp\b|(?<![A-Za-z])DataParallel"),
+    "onnx": re.compile(r"onnx", re.IGNORECASE),
+}
+
+
+@pytest.mark.parametrize("combo", COMBINATIONS, ids=combination_id)
+def test_readme_describes_only_the_chosen_features(render, combo):
+    readme = (render(**combo) / "README.md").read_text()
+    chosen = selected_features(combo)
+    for feature, trace in README_TRACES.items():
+        mentions = sorted({match.group() for match in trace.finditer(readme)})
+        if feature in chosen:
+            assert mentions, f"{feature} selected but the README does not describe it"
+        else:
+            assert mentions == [], f"{feature} not selected, yet the README mentions {mentions}"
