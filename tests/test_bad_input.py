@@ -160,6 +160,13 @@ def unreachable_url() -> str:
         return f"http://127.0.0.1:{probe.getsockname()[1]}"
 
 
+def study_folder(root: Path, train) -> list[str]:
+    (root / "runs" / "sweep").mkdir(parents=True)
+    for name in ("study.db", "study.lock"):
+        (root / "runs" / "sweep" / name).write_bytes(b"")
+    return ["--name", "sweep"]
+
+
 def cifar10_download_offline(root: Path, train) -> tuple[list[str], dict]:
     proxy = unreachable_url()
     flags = ["--dataset", "cifar10", "--download", "--data-dir", str(root / "cifar")]
@@ -310,6 +317,7 @@ CASES = {
     "--dp inside a torchrun launch": (flags("--dp"), "--dp cannot be combined with a torchrun"),
     "cifar10 --download without a network": (cifar10_download_offline, "could not download"),
     "wandb server unreachable": (wandb_server_unreachable, "did not answer within 10 s"),
+    "run named after a sweep's study folder": (study_folder, "is a sweep's study folder"),
 }
 # Cases that need another rendering than the catalogue's default one.
 ANSWERS = {"wandb server unreachable": {"logger": "wandb"}}

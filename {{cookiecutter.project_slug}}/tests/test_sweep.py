@@ -130,6 +130,38 @@ def test_bad_flags_stop_before_any_trial(tmp_path, capsys, flags, expected):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_study_continues_only_with_the_train_flags_and_space_it_began_with(tmp_path, capsys):
+    space = write_space(tmp_path, LR_SPACE)
+    narrower = write_space(tmp_path, LR_SPACE.replace("1.0e-4", "1.0e-3"), "narrower.yaml")
+    output = tmp_path / "runs"
+
+    def sweep_argv(space_file: Path, *train: str) -> list[str]:
+        flags = ["--space", str(space_file), "--trials", "1", "--output-dir", str(output)]
+        return [*flags, "--", *train]
+
+    open_study(sweep.parse_arguments(sweep_argv(space, "--epochs", "2")))
+    # The same flags otherwise spelled, and one that changes only how a trial runs: continued.
+    open_study(sweep.parse_arguments(sweep_argv(space, "--epochs=2", "--device", "cpu")))
+    error = fails_with_one_line(capsys, sweep_argv(space, "--epochs", "3"))
+    assert "other train flags (--epochs: then 2, now 3): pass the same flags after --" in error
+    error = fails_with_one_line(capsys, sweep_argv(narrower, "--epochs", "2"))
+    assert "--space differs from the one study" in error and "lr: then FloatDistribution(" in error
+    assert load_study(output).get_trials() == []
+    assert list((output / "sweep" / "logs").iterdir()) == []
+
+
+def test_a_train_run_folder_is_not_taken_for_a_study(tmp_path, capsys):
+    space = write_space(tmp_path, LR_SPACE)
+    run = tmp_path / "runs" / "exp"
+    run.mkdir(parents=True)
+    for name in ("config.yaml", "last.pt"):
+        (run / name).write_text("a run's")
+    argv = ["--space", str(space), "--trials", "1", "--output-dir", str(tmp_path / "runs")]
+    error = fails_with_one_line(capsys, [*argv, "--study", "exp"])
+    assert f"{run} is a train run's folder (last.pt, config.yaml), not a sweep's study" in error
+    assert sorted(path.name for path in run.iterdir()) == ["config.yaml", "last.pt"]
+
+
 def test_the_shipped_space_loads():
     args = sweep.parse_arguments(
         ["--space", str(PROJECT / "configs" / "sweep.yaml"), "--trials", "1"]
@@ -184,12 +216,15 @@ def test_sweeps_started_at_once_share_one_new_study(tmp_path):
 @pytest.mark.slow
 def test_median_pruner_stops_a_poor_trial_which_saves_last_pt(tmp_path):
     output = tmp_path / "runs"
-    good = write_space(tmp_path, "lr: {type: float, low: 2.0e-3, high: 4.0e-3}\n", "good.yaml")
-    poor = write_space(tmp_path, "lr: {type: float, low: 1.0e-8, high: 1.0e-7}\n", "poor.yaml")
+    space = write_space(tmp_path, "lr: {type: float, low: 1.0e-8, high: 4.0e-3, log: true}\n")
+    (output / "sweep").mkdir(parents=True)
+    storage = f"sqlite:///{output / 'sweep' / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name="sweep", direction="maximize")
+    # A trial that learns, then one that learns nothing where the first one learnt.
+    study.enqueue_trial({"lr": 3e-3})
+    study.enqueue_trial({"lr": 1e-7})
     pruning = ["--pruner-startup-trials", "1", "--pruner-warmup-epochs", "0"]
-    run_sweep(good, output, ["--trials", "1", *pruning], DIGITS)
-    # The same study, one more trial: it learns nothing where the first one learnt.
-    run_sweep(poor, output, ["--trials", "2", *pruning], DIGITS)
+    run_sweep(space, output, ["--trials", "2", *pruning], DIGITS)
     first, second = load_study(output).get_trials()
     assert first.state == TrialState.COMPLETE and first.params["lr"] > 1e-3
     assert second.state == TrialState.PRUNED and second.params["lr"] < 1e-6

@@ -10,6 +10,7 @@
 - While a run trains, <folder>/.lock holds its pid and host (and Slurm job); a second process
   is refused. A lock left by a process that died on this host, or by an earlier run of the same
   requeued Slurm job, is taken over, with a log line.
+- A sweep's study folder (study.db) is never trained into, nor a run folder used as a study.
 """
 
 import json
@@ -23,6 +24,9 @@ from .errors import UserError
 
 CHECKPOINTS = ("last.pt", "best.pt")
 LOCK_NAME = ".lock"
+# What tells a run folder and a sweep's study folder apart: neither command writes into the other.
+RUN_FILES = (*CHECKPOINTS, "config.yaml", "train.log", "metrics.jsonl", LOCK_NAME)
+STUDY_FILES = ("study.db", "study.lock")
 RESTART_COUNTS = ("TORCHELASTIC_RESTART_COUNT", "SLURM_RESTART_COUNT")
 
 
@@ -70,8 +74,21 @@ def continues_in_place(run_dir: Path, checkpoint: Path | None) -> bool:
     return checkpoint is not None and last.exists() and checkpoint.resolve() == last.resolve()
 
 
+def present(folder: Path, names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if (folder / name).exists()]
+
+
+def refuse_a_study_folder(run_dir: Path) -> None:
+    held = present(run_dir, STUDY_FILES)
+    if held:
+        raise UserError(
+            f"{run_dir} is a sweep's study folder ({', '.join(held)}), not a run folder: pass "
+            "another --name"
+        )
+
+
 def refuse_if_it_holds_a_run(run_dir: Path, problem: str) -> None:
-    held = [name for name in CHECKPOINTS if (run_dir / name).exists()]
+    held = present(run_dir, CHECKPOINTS)
     if held:
         raise UserError(f"run folder {run_dir} ({', '.join(held)}) {problem}")
 
@@ -79,6 +96,7 @@ def refuse_if_it_holds_a_run(run_dir: Path, problem: str) -> None:
 @contextmanager
 def owned(run_dir: Path, log) -> Iterator[None]:
     """Hold the run folder's lock; on the way out, leave no empty folder this run created."""
+    refuse_a_study_folder(run_dir)
     created = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
     lock = run_dir / LOCK_NAME
     try:

@@ -6,6 +6,7 @@ command started again continues it, and a finished trial is never run again.
 """
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -19,18 +20,20 @@ import optuna
 import yaml
 from optuna.trial import Trial, TrialState
 
+from .config import Config, parse_config
 from .config import build_parser as build_train_parser
-from .config import parse_config
 from .early_stopping import resolve_mode
 from .errors import StoppedEarly, UserError, run_reporting_user_errors
 from .flags import ConfigParser, DefaultsHelpFormatter, non_negative_int, positive_int, run_name
-from .sweep_space import load_space
+from .sweep_space import SearchSpace, load_space
 from .sweep_study import fail_abandoned_trials, finished_count, open_study, process_identity
 from .sweep_trial import POLL_SECONDS, last_line, start_training, watch
 
 MAX_FAILURES_IN_A_ROW = 3
 STOPPED = StoppedEarly.exit_code  # a train run that saved and exited on SIGTERM
 SET_BY_SWEEP = ("output_dir", "name", "resume")  # train flags each trial gets from the sweep
+# Train flags that change how a trial runs, not what it learns: a continued study may change them.
+HOW_IT_RUNS = ("no_progress", "device", "num_workers", "log_every")
 
 
 def build_parser() -> ConfigParser:
@@ -95,8 +98,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     args.train_flags = argv[split + 1 :]
     args.space = load_space(args.space, parser)
     args.folder = args.output_dir / args.study
-    run = parse_config(trial_argv(args, {}, "trial-0000")).run  # train's own one-line errors
-    args.monitor, args.mode = run.monitor, resolve_mode(run.monitor, run.mode)
+    config = parse_config(trial_argv(args, {}, "trial-0000"))  # train's own one-line errors
+    args.monitor, args.mode = config.run.monitor, resolve_mode(config.run.monitor, config.run.mode)
+    args.fixed_flags = fixed_flags(config, args.space)
     for name in flags_given(args.train_flags):
         flag = name.replace("_", "-")
         if name in SET_BY_SWEEP:
@@ -112,6 +116,15 @@ def flags_given(train_flags: list[str]) -> set[str]:
     for action in parser._actions:
         action.default = argparse.SUPPRESS
     return set(vars(parser.parse_known_args(train_flags)[0]))
+
+
+def fixed_flags(config: Config, space: SearchSpace) -> dict:
+    """What every trial trains with (the flags after --, resolved, and the defaults): the study
+    records it, since trials trained otherwise would not compare."""
+    searched = {name.replace("-", "_") for name in space.distributions}
+    left_out = {*SET_BY_SWEEP, *HOW_IT_RUNS, *searched}
+    values = {key: value for key, value in config.to_dict().items() if key not in left_out}
+    return json.loads(json.dumps(values))  # as the study stores it: tuples become lists
 
 
 def trial_argv(args: argparse.Namespace, params: dict, name: str) -> list[str]:

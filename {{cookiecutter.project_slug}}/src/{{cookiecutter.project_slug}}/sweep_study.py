@@ -1,5 +1,7 @@
 """A sweep's Optuna study: kept in SQLite in the study folder, so that the same sweep command
-continues it after a crash or a kill; trials a killed sweep left running count as failed."""
+continues it after a crash or a kill; trials a killed sweep left running count as failed. The
+study records the train flags and search space it was started with, and continues only with
+those, so that its trials compare."""
 
 import argparse
 import fcntl
@@ -7,15 +9,21 @@ import socket
 from pathlib import Path
 
 import optuna
-from optuna.distributions import check_distribution_compatibility
+from optuna.distributions import (
+    check_distribution_compatibility,
+    distribution_to_json,
+    json_to_distribution,
+)
 from optuna.trial import TrialState
 
 from .errors import UserError
+from .run_folder import RUN_FILES, present
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def open_study(args: argparse.Namespace) -> optuna.Study:
+    refuse_a_run_folder(args.folder)
     try:
         args.folder.joinpath("logs").mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -34,12 +42,12 @@ def open_study(args: argparse.Namespace) -> optuna.Study:
         study = optuna.create_study(
             storage=storage, study_name=args.study, direction=direction, load_if_exists=True
         )
-    if study.direction.name.lower() != direction:
-        raise UserError(
-            f"study {args.folder} was made to {study.direction.name.lower()} the monitored "
-            f"metric, this command would {direction} {args.monitor}: pass --study NEW"
-        )
-    check_space_fits(study, args)
+        if study.direction.name.lower() != direction:
+            raise UserError(
+                f"study {args.folder} was made to {study.direction.name.lower()} the monitored "
+                f"metric, this command would {direction} {args.monitor}: pass --study NEW"
+            )
+        check_trials_train_alike(study, args)
     # Seeded alike after a restart, the sampler would draw the first trials' values again.
     seed = args.seed + len(study.get_trials(deepcopy=False))
     study.sampler = optuna.samplers.TPESampler(seed=seed)
@@ -52,9 +60,56 @@ def open_study(args: argparse.Namespace) -> optuna.Study:
     return study
 
 
+def refuse_a_run_folder(folder: Path) -> None:
+    held = present(folder, RUN_FILES)
+    if held:
+        raise UserError(
+            f"{folder} is a train run's folder ({', '.join(held)}), not a sweep's study: pass "
+            "another --study"
+        )
+
+
+def check_trials_train_alike(study: optuna.Study, args: argparse.Namespace) -> None:
+    """The first sweep of a study records its train flags and search space; a later sweep with
+    others is refused, since its trials would not compare with the earlier ones."""
+    flags = {f"--{key.replace('_', '-')}": value for key, value in args.fixed_flags.items()}
+    space = {name: distribution_to_json(value) for name, value in args.space.distributions.items()}
+    recorded = study.user_attrs
+    if not {"train_flags", "space"} <= recorded.keys():  # a new study, or one from before
+        check_space_fits(study, args)
+        study.set_user_attr("train_flags", flags)
+        study.set_user_attr("space", space)
+        return
+    if changed := differences(recorded["train_flags"], flags):
+        raise UserError(
+            f"study {args.folder} was run with other train flags ({changed}): pass the same "
+            "flags after --, or --study NEW for a study of these"
+        )
+    searched = {name: json_to_distribution(value) for name, value in recorded["space"].items()}
+    if changed := differences(searched, args.space.distributions):
+        raise UserError(
+            f"--space differs from the one study {args.folder} searched ({changed}): pass that "
+            "space again, or --study NEW for a study of this one"
+        )
+
+
+def differences(then: dict, now: dict) -> str:
+    """Each name whose value differs, as "name: then X, now Y"; "" when none does."""
+    names = [*then, *(name for name in now if name not in then)]
+    return "; ".join(
+        f"{name}: then {shown(then.get(name))}, now {shown(now.get(name))}"
+        for name in names
+        if then.get(name) != now.get(name)
+    )
+
+
+def shown(value) -> str:
+    return "unset" if value is None else str(value)
+
+
 def check_space_fits(study: optuna.Study, args: argparse.Namespace) -> None:
     """Optuna refuses a parameter whose kind, log scale or choices differ from its earlier
-    trials'; say so before any trial starts."""
+    trials'; say so before any trial starts (in a study that did not record its space)."""
     for trial in study.get_trials(deepcopy=False):
         for name, earlier in trial.distributions.items():
             if name not in args.space.distributions:
