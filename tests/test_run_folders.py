@@ -77,11 +77,17 @@ def test_resume_from_a_path_continues_its_own_run_or_starts_a_new_one(
     assert [record["epoch"] for record in read_metrics(tmp_path / "branch")] == [2]
     branch_config = yaml.safe_load((tmp_path / "branch" / "config.yaml").read_text())
     assert branch_config["name"] == "branch" and branch_config["resume"] == checkpoint
-    first_config = (tmp_path / "first" / "config.yaml").read_text()
+    first_config = yaml.safe_load((tmp_path / "first" / "config.yaml").read_text())
     continued = run_command([*command, "--resume", checkpoint], project)  # no --name
     assert continued.returncode == 0, continued.stderr[-2000:]
     assert [record["epoch"] for record in read_metrics(tmp_path / "first")] == [1, 2]
-    assert (tmp_path / "first" / "config.yaml").read_text() == first_config  # kept as started
+    # What the run became (no longer stopped after an epoch), begun as it was (no --resume).
+    log = (tmp_path / "first" / "train.log").read_text()
+    assert "config.yaml updated to this resume's flags: stop_after_epochs 1 -> (unset)" in log
+    continued_config = yaml.safe_load((tmp_path / "first" / "config.yaml").read_text())
+    assert continued_config == {
+        key: value for key, value in first_config.items() if key != "stop_after_epochs"
+    }
     branch, first_run = (
         torch.load(tmp_path / name / "last.pt", weights_only=True)["model"]
         for name in ("branch", "first")

@@ -5,7 +5,12 @@ import sys
 
 import pytest
 
-from {{ cookiecutter.project_slug }}.config import build_parser, config_yaml, parse_config
+from {{ cookiecutter.project_slug }}.config import (
+    build_parser,
+    config_yaml,
+    parse_config,
+    update_config_yaml,
+)
 
 
 def test_yaml_supplies_defaults_and_flags_win(tmp_path):
@@ -21,6 +26,21 @@ def test_a_runs_config_yaml_is_a_config_file(tmp_path):
     config_file = tmp_path / "config.yaml"
     config_file.write_text(config_yaml(saved))
     assert parse_config(["--config", str(config_file)]) == saved
+
+
+def test_a_resume_with_other_flags_rewrites_config_yaml_to_what_the_run_became(tmp_path):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(config_yaml(parse_config(["--epochs", "2", "--name", "run"])))
+    started = config_file.read_text()
+    resumed = parse_config(["--epochs", "2", "--name", "run", "--resume", "auto"])
+    assert update_config_yaml(config_file, resumed) == []
+    assert config_file.read_text() == started
+    longer = parse_config(["--epochs", "3", "--name", "run", "--resume", "auto"])
+    assert update_config_yaml(config_file, longer) == ["epochs 2 -> 3"]
+    assert parse_config(["--config", str(config_file)]) == parse_config(
+        ["--epochs", "3", "--name", "run"]
+    )
+    assert [path.name for path in tmp_path.iterdir()] == ["config.yaml"]
 
 
 def test_config_is_frozen_and_grouped():

@@ -7,6 +7,7 @@ torch, so `--help` and mistakes in flags are answered instantly.
 
 import argparse
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,8 +172,41 @@ class Config:
 
 def config_yaml(config: Config) -> str:
     """A run's config.yaml: every flag that has a value, readable back with --config."""
-    values = {key: value for key, value in config.to_dict().items() if value is not None}
-    return yaml.safe_dump(values, sort_keys=False)
+    return flag_values_yaml(config.to_dict())
+
+
+def flag_values_yaml(values: Mapping[str, object]) -> str:
+    return yaml.safe_dump(
+        {key: value for key, value in values.items() if value is not None}, sort_keys=False
+    )
+
+
+def update_config_yaml(path: Path, config: Config) -> list[str]:
+    """Rewrite a resumed run's config.yaml (atomically) with the flags it continues under, so
+    that it repeats what the run became; `resume` stays as the run began. The changes, as
+    "key old -> new" (none: the file is left as it was)."""
+    recorded = recorded_config(path)
+    text = flag_values_yaml({**config.to_dict(), "resume": recorded.get("resume")})
+    values = yaml.safe_load(text)
+    changes = [
+        f"{key} {recorded.get(key, '(unset)')} -> {values.get(key, '(unset)')}"
+        for key in [*values, *(key for key in recorded if key not in values)]
+        if recorded.get(key) != values.get(key)
+    ]
+    if changes:
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    return changes
+
+
+def recorded_config(path: Path) -> dict:
+    """A run folder's config.yaml as it stands ({} when missing or unreadable)."""
+    try:
+        recorded = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
 
 
 def build_parser() -> ConfigParser:

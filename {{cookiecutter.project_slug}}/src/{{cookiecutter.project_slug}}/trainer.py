@@ -15,7 +15,7 @@ from .checkpoint import (
     restore_run_state,
     save_run_state,
 )
-from .config import Config, RunConfig, config_yaml
+from .config import Config, RunConfig, config_yaml, update_config_yaml
 from .data import build_datasets, build_loaders, loss_class_weights
 from .early_stopping import EarlyStopping, resolve_mode
 from .ema import build_ema
@@ -131,6 +131,8 @@ def open_run_folder(config: Config, run_dir: Path, is_new: bool, log) -> None:
         text = config_yaml(config)
         (run_dir / "config.yaml").write_text(text)
         log.info("config:\n%s", text.rstrip())
+    elif changes := update_config_yaml(run_dir / "config.yaml", config):
+        log.info("config.yaml updated to this resume's flags: %s", ", ".join(changes))
 
 
 def fit(
