@@ -154,7 +154,7 @@ def test_ddp_validation_metrics_match_a_single_process(render, preloaded_python,
         [*preloaded_python, "-m", f"{SLUG}.evaluate", "--checkpoint", checkpoint], project
     )
     assert evaluation.returncode == 0, evaluation.stderr
-    report = json.loads((run_dir / "eval_val.json").read_text())
+    report = json.loads((run_dir / "eval_val_last.json").read_text())
     (record,) = read_metrics(run_dir)
     assert report["val_loss"] == pytest.approx(record["val_loss"], rel=1e-5)
     assert report["val_acc"] == pytest.approx(record["val_acc"], abs=1e-6)

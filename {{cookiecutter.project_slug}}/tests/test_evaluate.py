@@ -67,3 +67,11 @@ def test_a_split_the_data_lacks_is_refused(train, capsys):
     run_dir = train()
     assert evaluate_main(["--checkpoint", str(run_dir / "best.pt"), "--split", "test"]) == 2
     assert "has no test split" in capsys.readouterr().err
+
+
+def test_best_and_last_keep_their_own_reports(train, capsys):
+    run_dir = train()
+    for name in ("best.pt", "last.pt"):
+        assert evaluate_main(["--checkpoint", str(run_dir / name)]) == 0
+    for report, checkpoint in (("eval_val.json", "best.pt"), ("eval_val_last.json", "last.pt")):
+        assert json.loads((run_dir / report).read_text())["checkpoint"] == str(run_dir / checkpoint)

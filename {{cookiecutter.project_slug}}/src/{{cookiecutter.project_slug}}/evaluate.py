@@ -116,11 +116,18 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def report_path(checkpoint: Path, split: str) -> Path:
+    """Beside the checkpoint, named after it so that best.pt's report and last.pt's never
+    replace each other: eval_val.json for best.pt, eval_val_last.json for last.pt."""
+    named = "" if checkpoint.name == "best.pt" else f"_{checkpoint.stem}"
+    return checkpoint.with_name(f"eval_{split}{named}.json")
+
+
 def run(args: argparse.Namespace) -> None:
     if args.output is not None:
         prepare_output_file(args.output, "eval.json", args.checkpoint)
     report = evaluate_checkpoint(args)
-    output = args.output or args.checkpoint.with_name(f"eval_{report['split']}.json")
+    output = args.output or report_path(args.checkpoint, report["split"])
     try:
         output.write_text(json.dumps(report, indent=2))
     except OSError as error:
