@@ -403,6 +403,10 @@ EVALUATE_CASES = {
 EXPORT_CASES = {
     **SHARED_CHECKPOINT_CASES,
     "unknown flag": (flags("--checkpoint", "best.pt", "--opset", "9"), "unrecognized arguments"),
+    "--output without .onnx": (
+        flags("--checkpoint", "best.pt", "--output", "out/model"),
+        "--output out/model must end in .onnx",
+    ),
 }
 
 
@@ -441,6 +445,11 @@ def text_as_onnx(root: Path, train) -> list[str]:
     return ["--checkpoint", str(root / "model.onnx")]
 
 
+def onnx_model_without_its_suffix(root: Path, train) -> list[str]:
+    (root / "model").write_bytes(b"\x08\x08\x12\x07pytorch")  # how an exported model begins
+    return ["--checkpoint", str(root / "model")]
+
+
 PREDICT_CASES = {
     name: (with_images(SHARED_CHECKPOINT_CASES[name][0]), SHARED_CHECKPOINT_CASES[name][1])
     for name in (
@@ -458,6 +467,10 @@ PREDICT_CASES |= {
     "existing CSV without --overwrite": (
         predicting("ROOT/images", csv_exists=True),
         "out.csv exists: pass --overwrite",
+    ),
+    "ONNX model without .onnx": (
+        with_images(onnx_model_without_its_suffix),
+        "and not named *.onnx as an ONNX model must be",
     ),
 }
 COMMANDS = {

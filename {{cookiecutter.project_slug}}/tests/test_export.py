@@ -36,6 +36,16 @@ def test_export_refuses_a_model_beyond_tolerance(tmp_path, monkeypatch):
         export.export_and_verify(model, SPEC, tmp_path / "model.onnx", report=print)
 
 
+def test_an_output_without_onnx_is_refused_before_anything_is_written(tmp_path, capsys):
+    output = tmp_path / "out" / "model"
+    assert export.main(["--checkpoint", str(tmp_path / "best.pt"), "--output", str(output)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --output {output} must end in .onnx, which is how predict recognises an ONNX "
+        f"model: give e.g. {output}.onnx"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_export_command_writes_a_verified_model(train, tmp_path, capsys):
     run_dir = train()
     output = tmp_path / "model.onnx"

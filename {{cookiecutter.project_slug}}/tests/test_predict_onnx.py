@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import onnx
@@ -36,6 +37,20 @@ def test_onnx_predictions_agree_with_the_checkpoint(predict_run, onnx_file, tmp_
         assert max(actual, key=actual.get) == max(expected, key=expected.get)
         assert actual == pytest.approx(expected, abs=1e-4)
     assert "skipped 2 of 7 files" in capsys.readouterr().err
+
+
+def test_an_onnx_model_without_its_suffix_is_refused_saying_so(
+    predict_run, onnx_file, tmp_path, capsys
+):
+    _, images = predict_run
+    renamed = tmp_path / "model"
+    shutil.copy(onnx_file, renamed)
+    output = tmp_path / "predictions.csv"
+    assert predict.main([str(images), "--checkpoint", str(renamed), "--output", str(output)]) == 2
+    (error,) = capsys.readouterr().err.splitlines()
+    assert error.startswith(f"error: {renamed} is truncated or not a PyTorch checkpoint, and not")
+    assert "named *.onnx as an ONNX model must be" in error
+    assert not output.exists()
 
 
 def without_metadata(root: Path) -> Path:

@@ -115,10 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def prepare_onnx_output(output: Path, checkpoint: Path) -> None:
+    """The checks of any --output file, then the name predict needs; a refused name leaves no
+    folder behind."""
+    missing = [folder for folder in output.parents if not folder.exists()]
+    prepare_output_file(output, "model.onnx", checkpoint)
+    if output.suffix.lower() != ".onnx":
+        for folder in missing:  # deepest first
+            folder.rmdir()
+        raise UserError(
+            f"--output {output} must end in .onnx, which is how predict recognises an ONNX "
+            f"model: give e.g. {output.with_suffix('.onnx')}"
+        )
+
+
 def export_checkpoint(
     checkpoint_path: Path, output: Path, report: Callable[[str], None] = print
 ) -> None:
-    prepare_output_file(output, "model.onnx", checkpoint_path)
+    prepare_onnx_output(output, checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
     spec = DataSpec.from_dict(checkpoint["data_spec"])
     model = build_model(checkpoint["config"]["model"], spec)

@@ -12,6 +12,7 @@ import csv
 import importlib
 import importlib.util
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -108,6 +109,11 @@ def model_file(path: Path) -> Path:
 def load_model(path: Path, device: torch.device) -> Predictor:
     if path.suffix.lower() == ".onnx":
         return onnx_backend(path).OnnxModel(path, device)
+    if path.is_file() and not zipfile.is_zipfile(path):  # torch.save writes zip archives
+        raise UserError(
+            f"{path} is truncated or not a PyTorch checkpoint, and not named *.onnx as an ONNX "
+            "model must be: pass a best.pt, last.pt, run folder or model.onnx"
+        )
     return CheckpointModel(path, device)
 
 
