@@ -131,8 +131,10 @@ def test_bad_flags_stop_before_any_trial(tmp_path, capsys, flags, expected):
 
 
 def test_a_study_continues_only_with_the_train_flags_and_space_it_began_with(tmp_path, capsys):
-    space = write_space(tmp_path, LR_SPACE)
-    narrower = write_space(tmp_path, LR_SPACE.replace("1.0e-4", "1.0e-3"), "narrower.yaml")
+    optimizers = "optimizer: {type: categorical, choices: [adamw, sgd]}\n"
+    space = write_space(tmp_path, LR_SPACE + optimizers)
+    narrower = write_space(tmp_path, LR_SPACE.replace("1.0e-4", "1.0e-3") + optimizers, "n.yaml")
+    fewer = write_space(tmp_path, LR_SPACE, "fewer.yaml")  # --optimizer becomes a train flag
     output = tmp_path / "runs"
 
     def sweep_argv(space_file: Path, *train: str) -> list[str]:
@@ -146,6 +148,8 @@ def test_a_study_continues_only_with_the_train_flags_and_space_it_began_with(tmp
     assert "other train flags (--epochs: then 2, now 3): pass the same flags after --" in error
     error = fails_with_one_line(capsys, sweep_argv(narrower, "--epochs", "2"))
     assert "--space differs from the one study" in error and "lr: then FloatDistribution(" in error
+    error = fails_with_one_line(capsys, sweep_argv(fewer, "--epochs", "2"))
+    assert "--space differs from the one study" in error and "optimizer: then Categorical" in error
     assert load_study(output).get_trials() == []
     assert list((output / "sweep" / "logs").iterdir()) == []
 

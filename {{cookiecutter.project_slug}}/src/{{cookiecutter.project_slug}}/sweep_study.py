@@ -80,16 +80,17 @@ def check_trials_train_alike(study: optuna.Study, args: argparse.Namespace) -> N
         study.set_user_attr("train_flags", flags)
         study.set_user_attr("space", space)
         return
-    if changed := differences(recorded["train_flags"], flags):
-        raise UserError(
-            f"study {args.folder} was run with other train flags ({changed}): pass the same "
-            "flags after --, or --study NEW for a study of these"
-        )
+    # The space first: a flag it stops searching is a train flag that appears.
     searched = {name: json_to_distribution(value) for name, value in recorded["space"].items()}
     if changed := differences(searched, args.space.distributions):
         raise UserError(
             f"--space differs from the one study {args.folder} searched ({changed}): pass that "
             "space again, or --study NEW for a study of this one"
+        )
+    if changed := differences(recorded["train_flags"], flags):
+        raise UserError(
+            f"study {args.folder} was run with other train flags ({changed}): pass the same "
+            "flags after --, or --study NEW for a study of these"
         )
 
 
