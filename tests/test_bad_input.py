@@ -544,7 +544,19 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert "by step 8 (epoch 2)" in error and "the last saved checkpoint is intact" in error
+    assert "by step 8 (epoch 2)" in error
+    assert error.endswith(f"; the last checkpoint, {tmp_path}/nan/last.pt, is intact")
     checkpoint = torch.load(tmp_path / "nan" / "last.pt", weights_only=True)
     assert checkpoint["epoch"] == 1
     assert all(torch.isfinite(value).all() for value in checkpoint["model"].values())
+
+
+def test_nan_loss_before_any_checkpoint_says_none_was_saved(render, preloaded_python, tmp_path):
+    project = render(multi_gpu="both")
+    command = [*train_command(preloaded_python), *TINY, "--lr", "1e30"]
+    result = run_command([*command, "--output-dir", str(tmp_path), "--name", "nan"], project)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "(epoch 1)" in error and error.endswith("; no checkpoint was saved yet")
+    assert not (tmp_path / "nan" / "last.pt").exists()

@@ -2,6 +2,7 @@
 saves a mid-epoch checkpoint, and `--resume auto` ends bit-identical to an uninterrupted run;
 a worker torchrun restarts (--max-restarts) resumes by itself, just as exactly."""
 
+import math
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import (
     NO_INSIGHT,
@@ -18,6 +20,7 @@ from conftest import (
     read_metrics,
     run_command,
     start_command,
+    tiny_run,
     train_command,
 )
 from options import SLUG
@@ -36,6 +39,15 @@ CASES = {
         1,
         "SIGUSR1",
     ),
+    # Ctrl-C, pressed twice: a terminal sends SIGINT to the loader workers too (so does the
+    # fork server's client: to the whole process group), and the second press must not stop
+    # the save.
+    "SIGINT twice (Ctrl-C again while stopping), 2 loader workers": (
+        {"multi_gpu": "none"},
+        ["--num-workers", "2", "--epochs", "2"],
+        1,
+        "SIGINT",
+    ),
     "SIGTERM to torchrun, 2 DDP processes, EMA, balanced sampling": (
         {"multi_gpu": "ddp"},
         ["--num-workers", "0", "--ema", "0.9", "--balanced-sampling", "--channels-last"],
@@ -49,14 +61,18 @@ def without_timings(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in record.items() if k not in TIMINGS} for record in records]
 
 
-def stop_when_training(project, command: list[str], signum: int) -> tuple[int, str]:
-    """Start the command, send `signum` once epoch 1 is done, return (exit code, stderr)."""
+def stop_when_training(
+    project, command: list[str], signum: int, presses: int = 1
+) -> tuple[int, str]:
+    """Start the command, send `signum` `presses` times in a row once epoch 1 is done, return
+    (exit code, stderr)."""
     process = start_command(command, project)
     lines = []
     for line in process.stderr:
         lines.append(line)
         if "epoch 1/" in line:
-            process.send_signal(signum)
+            for _ in range(presses):
+                process.send_signal(signum)
             break
     lines += process.stderr.readlines()
     return process.wait(timeout=300), "".join(lines)
@@ -85,8 +101,9 @@ def test_signal_saves_mid_epoch_and_resume_is_exact(render, preloaded_python, tm
     straight = run_command([*command, "--name", "straight"], project)
     assert straight.returncode == 0, straight.stderr[-2000:]
 
+    presses = 2 if signal_name == "SIGINT" else 1
     exit_code, log = stop_when_training(
-        project, [*command, "--name", "cut"], getattr(signal, signal_name)
+        project, [*command, "--name", "cut"], getattr(signal, signal_name), presses
     )
     assert f"({signal_name}): continue with --resume auto" in log, log[-2000:]
     if processes == 1:
@@ -229,3 +246,25 @@ def test_signal_while_torch_still_loads_stops_after_the_first_step(
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "in epoch 1 after 1 batches" in resumed.stderr
     assert_same_run(tmp_path / "runs" / "straight", tmp_path / "runs" / "cut")
+
+
+def test_rerun_after_an_attempt_that_saved_nothing_draws_only_its_own_points(
+    render, preloaded_python, tmp_path
+):
+    """An attempt that dies before its first checkpoint (here: a diverging --lr) leaves event
+    files; the same command run again starts afresh there, and TensorBoard shows its points
+    only, each step once."""
+    project = render(logger="tensorboard", onnx_export="no", mixed_precision="no", multi_gpu="none")
+    command = [*train_command(preloaded_python), *tiny_run("--log-every", "1", "--name", "run")]
+    command += ["--output-dir", str(tmp_path)]
+    failed = run_command([*command, "--lr", "1e30"], project)
+    assert failed.returncode == 2, failed.stderr[-2000:]
+    assert any((tmp_path / "run" / "tensorboard").iterdir())  # what the dead attempt drew
+    rerun = run_command(command, project)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    losses = events.Scalars("loss/train_step")
+    assert [point.step for point in losses] == [1, 2, 3, 4]
+    assert all(math.isfinite(point.value) for point in losses)
+    assert len(events.Images("inputs/train_batch")) == 1

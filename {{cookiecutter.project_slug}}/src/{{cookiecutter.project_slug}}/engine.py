@@ -182,8 +182,7 @@ def read_running_means(sums: torch.Tensor, progress: Progress) -> dict:
     if not math.isfinite(mean_loss):
         raise NonFiniteLossError(
             f"training loss became {mean_loss} by step {progress.global_step} "
-            f"(epoch {progress.epoch + 1}); the last saved checkpoint is intact: "
-            "lower --lr, add --clip-grad-norm, or check the data"
+            f"(epoch {progress.epoch + 1}): lower --lr, add --clip-grad-norm, or check the data"
         )
     return {"train_loss": mean_loss, "train_acc": correct / max(samples, 1)}
 
@@ -235,8 +234,7 @@ def evaluate(
     val_loss = float(mean_loss.compute())
     if not math.isfinite(val_loss):
         raise NonFiniteLossError(
-            f"validation loss is {val_loss}; the last saved checkpoint is intact: "
-            "lower --lr or add --clip-grad-norm"
+            f"validation loss is {val_loss}: lower --lr or add --clip-grad-norm"
         )
     summary = {"val_loss": val_loss, "val_acc": float(results["val_acc"])}
     if "val_top5" in results:

@@ -58,7 +58,7 @@ def run_reporting_user_errors(entry_point: Callable[[], None]) -> int:
         return 2
     except StoppedEarly as stopped:  # the run logged where it stopped
         return stopped.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: the last saved checkpoint is intact", file=sys.stderr)
+    except KeyboardInterrupt:  # train saves on Ctrl-C instead (see preemption.py)
+        print("interrupted", file=sys.stderr)
         return 130
     return 0

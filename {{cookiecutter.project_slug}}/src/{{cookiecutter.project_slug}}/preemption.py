@@ -1,11 +1,17 @@
-"""Ending a run early without losing work: preemption signals and a time budget.
+"""Ending a run early without losing work: preemption signals, Ctrl-C and a time budget.
 
-SIGTERM (sent by Slurm, Kubernetes and cloud schedulers before they kill a job) and SIGUSR1
-(Slurm's warning before a time limit, with `--signal=USR1@SECONDS`) only set a flag, from the
-moment the flags are parsed (a signal while torch loads is kept, not fatal). The training loop
-looks at it after every optimizer update; all ranks agree, save a mid-epoch
-last.pt and exit with code 75 (errors.StoppedEarly). `--resume auto` then continues inside that
-epoch.
+SIGTERM (sent by Slurm, Kubernetes and cloud schedulers before they kill a job), SIGINT
+(Ctrl-C) and SIGUSR1 (Slurm's warning before a time limit, with `--signal=USR1@SECONDS`) only
+set a flag, from the moment the flags are parsed (a signal while torch loads is kept, not
+fatal). The training loop looks at it after every optimizer update; all ranks agree, save a
+mid-epoch last.pt and exit with code 75 (errors.StoppedEarly). `--resume auto` then continues
+inside that epoch.
+
+Signals after the first are ignored until the run has saved and exited: a terminal sends
+Ctrl-C to every process of the command, and torchrun's agent passes the signal on to its
+workers, so each worker gets it twice; a second Ctrl-C that ended the run would end every
+Ctrl-C before its save. To quit without saving, kill the process: saves are atomic, so the
+last checkpoint stays intact.
 """
 
 import signal
@@ -13,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 class StopRequest:
@@ -24,7 +30,8 @@ class StopRequest:
         self.deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
 
     def on_signal(self, signum: int, frame) -> None:
-        self.reason = signal.Signals(signum).name
+        if self.reason is None:  # the first stop names the reason; repeats change nothing
+            self.reason = signal.Signals(signum).name
 
     def requested(self) -> bool:
         if self.reason is None and self.deadline is not None and time.monotonic() >= self.deadline:
@@ -45,6 +52,7 @@ def stop_requests(max_minutes: float | None) -> Iterator[StopRequest]:
 
 
 def ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader workers leave stopping to the training process, which shuts them down."""
+    """DataLoader workers leave stopping to the training process, which shuts them down (a
+    terminal's Ctrl-C reaches them too)."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)

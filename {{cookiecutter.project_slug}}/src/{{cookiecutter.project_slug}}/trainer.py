@@ -19,7 +19,14 @@ from .config import Config, RunConfig, config_yaml, update_config_yaml
 from .data import build_datasets, build_loaders, loss_class_weights
 from .early_stopping import EarlyStopping, resolve_mode
 from .ema import build_ema
-from .engine import Optimisation, Progress, Training, train_one_epoch, validate
+from .engine import (
+    NonFiniteLossError,
+    Optimisation,
+    Progress,
+    Training,
+    train_one_epoch,
+    validate,
+)
 from .errors import StoppedEarly, UserError, user_message
 from .features import load_implementations
 from .insight import record_insights
@@ -81,7 +88,18 @@ def start_and_fit(config: Config, runtime: Runtime, run_dir: Path, stop: StopReq
         in_place = continues_in_place(run_dir, resume_from)
         open_run_folder(config, run_dir, not in_place, log)
         loggers = build_loggers(config, run_dir, training.spec, state if in_place else None)
-    fit(config, runtime, training, run_dir, loggers, stop, log)
+    try:
+        fit(config, runtime, training, run_dir, loggers, stop, log)
+    except NonFiniteLossError as error:
+        raise UserError(f"{error}; {what_was_saved(run_dir)}") from None
+
+
+def what_was_saved(run_dir: Path) -> str:
+    """For a run that fails: the checkpoint it can go back to, if it saved one."""
+    last = run_dir / "last.pt"
+    if last.exists():  # saves are atomic: whatever is there is whole
+        return f"the last checkpoint, {last}, is intact"
+    return "no checkpoint was saved yet"
 
 
 def build_training(config: Config, runtime: Runtime, log) -> Training:

@@ -2,6 +2,7 @@
 Grad-CAM grids, and at the end the embedding projector and the mistakes gallery."""
 
 import copy
+import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -45,10 +46,15 @@ class TensorBoardLogger(RunLogger):
     needs_predictions = True  # for the PR curves
 
     def __init__(self, run_dir: Path, config: Config, spec: DataSpec, resumed: dict | None) -> None:
+        log_dir = run_dir / "tensorboard"
+        if resumed is None and log_dir.exists():
+            # A run starts afresh only in a folder without a checkpoint: what is there was drawn
+            # by an attempt that died before saving, and would mix with this run's points.
+            shutil.rmtree(log_dir)
         # Points written after the resumed checkpoint (by a run that then died) are dropped
         # when TensorBoard reads the folder, so a resumed run draws each step once.
         purge_step = None if resumed is None else resumed["global_step"] + 1
-        self.writer = SummaryWriter(run_dir / "tensorboard", purge_step=purge_step)
+        self.writer = SummaryWriter(log_dir, purge_step=purge_step)
         self.config = config
         self.class_names = spec.class_names
 
