@@ -146,9 +146,20 @@ def test_slurm_job_trains_two_processes_to_the_end(project, uninterrupted):
 
 STOPS = {
     # Slurm's warning before a time limit, sent on demand: the script saves and requeues.
-    "USR1 to the batch script": (["scancel", "--signal=USR1", "--batch"], "SIGUSR1", "USR1"),
+    "USR1 to the batch script": (
+        ["scancel", "--signal=USR1", "--batch"],
+        "SIGUSR1",
+        "USR1 received",
+    ),
+    # The same warning sent to the job's steps (a site's `--signal=USR1@N` without `B:`): the
+    # batch script never sees it, yet requeues once the step says it stopped on USR1.
+    "USR1 to the job's steps": (
+        ["scancel", "--signal=USR1"],
+        "SIGUSR1",
+        "the training step stopped on USR1",
+    ),
     # What preemption in requeue mode does: TERM to every process, then Slurm requeues.
-    "scontrol requeue (TERM)": (["scontrol", "requeue"], "SIGTERM", "TERM"),
+    "scontrol requeue (TERM)": (["scontrol", "requeue"], "SIGTERM", "TERM received"),
 }
 
 
@@ -156,14 +167,14 @@ STOPS = {
 def test_slurm_job_signalled_mid_epoch_requeues_and_finishes_exactly(
     cluster, project, uninterrupted, tmp_path, stop
 ):
-    command, signal_name, received = stop
+    command, signal_name, script_says = stop
     job_id = submit(cluster, project, *DIGITS, "--output-dir", str(tmp_path), "--name", "cut")
     wait_for_output(cluster, project, job_id, "epoch 1/3")
     cluster.run([*command, job_id])
     job = completed_after(cluster, job_id, restarts=1)
     output = job_output(project, job_id)
     assert job["JobState"] == "COMPLETED", output[-3000:]
-    assert f"job {job_id}: {received} received" in output
+    assert f"job {job_id}: {script_says}" in output
     assert re.search(rf"stopped at epoch 2, step \d+ \({signal_name}\)", output), output[-3000:]
     assert f"job {job_id} on 1 node(s) x 2 process(es), restart 1" in output
     resumed = re.search(r"resumed from \S+/cut/last.pt in epoch 2 after (\d+) batches", output)

@@ -6,7 +6,8 @@ raises SignalException; both end in a traceback after the workers have said what
 one line and exits with the worker's code (or 128 + the signal). It also checks the training
 flags before any worker starts: workers that start at different moments would race to report
 a mistake, and the agent stops the others as soon as the first one exits.
-slurm/train.sbatch uses it.
+slurm/train.sbatch uses it, and requeues its job when it exits 128 + SIGUSR1 (the workers saved
+on Slurm's warning before a time limit).
 """
 
 import sys
