@@ -6,6 +6,7 @@ import io
 import json
 import os
 import socket
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,25 @@ def wandb_server_unreachable(root: Path, train) -> tuple[list[str], dict]:
     return [], env
 
 
+def with_flags(setup, *extra: str):
+    """`setup`'s flags followed by `extra`."""
+    return lambda root, train: [*setup(root, train), *extra]
+
+
+def resume_without_a_class_of_its_recorded_split(root: Path, train) -> list[str]:
+    """A run's carved split is recorded; every training image of one class is deleted since."""
+    for name in ("cat", "dog"):
+        write_images(root / "photos" / name, count=4)
+    folder = ["--dataset", "image_folder", "--data-dir", str(root / "photos")]
+    folder += ["--image-size", "8", "--batch-size", "2"]
+    run_dir = trained_run(root, train, *folder).parent
+    recorded = json.loads((run_dir / "split.json").read_text())
+    for relative, name in recorded["train"].items():
+        if name == "cat":
+            (root / "photos" / relative).unlink()
+    return ["--name", "a", "--resume", "auto", *folder]
+
+
 CASES = {
     "epochs zero": (flags("--epochs", "0"), "--epochs: must be a positive whole number"),
     "epochs not a number": (flags("--epochs", "ten"), "--epochs: must be a whole number"),
@@ -318,6 +338,29 @@ CASES = {
     "cifar10 --download without a network": (cifar10_download_offline, "could not download"),
     "wandb server unreachable": (wandb_server_unreachable, "did not answer within 10 s"),
     "run named after a sweep's study folder": (study_folder, "is a sweep's study folder"),
+    "val and dev folders both": (
+        image_folder("train/cat", "train/dog", "val/cat", "val/dog", "dev/cat", "dev/dog"),
+        "has 2 val folders (dev, val;",
+    ),
+    "validation share leaving a class no training image": (
+        with_flags(image_folder("cat", "dog"), "--val-fraction", "0.9"),
+        "class cat would have no training images: --val-fraction 0.9 holds out all 3",
+    ),
+    "every image of a class skipped as unreadable": (
+        with_flags(
+            image_folder("cat", "dog", **{f"dog/{index}.png": b"garbage" for index in range(3)}),
+            "--skip-bad-images",
+        ),
+        "class dog has no readable image left in",
+    ),
+    "one class folder name in two Unicode forms": (
+        image_folder(*(unicodedata.normalize(form, "café") for form in ("NFC", "NFD")), "dog"),
+        "two class folders named café",
+    ),
+    "resume after a class's recorded training images were deleted": (
+        resume_without_a_class_of_its_recorded_split,
+        "class cat has no training image left of this run's recorded split",
+    ),
 }
 # Cases that need another rendering than the catalogue's default one.
 ANSWERS = {"wandb server unreachable": {"logger": "wandb"}}

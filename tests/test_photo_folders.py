@@ -55,6 +55,10 @@ def test_default_recipe_learns_real_photos(render, preloaded_python, tmp_path, l
     curve = [(record["epoch"], round(record["val_acc"], 3)) for record in records]
     assert seconds is not None and seconds <= TARGET_SECONDS, curve
     assert "checked 208 image(s)" in result.stderr
+    split_file = run_dir / "split.json"
+    assert split_file.exists() == (layout != "train_val")  # only a carved split is recorded
+    if split_file.exists():
+        assert checkpoint["split"] == json.loads(split_file.read_text())
     if layout == "train_test":
         evaluation = run_command(
             [*preloaded_python, "-m", f"{SLUG}.evaluate", "--checkpoint", str(run_dir / "best.pt")]

@@ -1,8 +1,10 @@
 """image_folder: layouts, every image format and mode, and the up-front check."""
 
 import io
+import json
 import logging
 import math
+import unicodedata
 
 import numpy as np
 import pytest
@@ -10,8 +12,9 @@ import torch
 from PIL import Image
 
 from {{ cookiecutter.project_slug }}.config import parse_config
-from {{ cookiecutter.project_slug }}.data import build_datasets, photo_transforms
+from {{ cookiecutter.project_slug }}.data import build_datasets, photo_transforms, run_split_record
 from {{ cookiecutter.project_slug }}.errors import UserError, run_reporting_user_errors
+from {{ cookiecutter.project_slug }}.evaluate import main as evaluate_main
 from {{ cookiecutter.project_slug }}.image_files import load_rgb
 
 
@@ -37,7 +40,7 @@ def split_sizes(splits: dict) -> dict:
     return {name: len(dataset) for name, dataset in splits.items()}
 
 
-@pytest.mark.parametrize("val_name", ["val", "valid", "validation", "Val"])
+@pytest.mark.parametrize("val_name", ["val", "valid", "validation", "Val", "eval", "DEV"])
 def test_train_and_val_folders(tmp_path, val_name):
     for name in ("cat", "dog"):
         write_images(tmp_path / "train" / name, 4)
@@ -45,6 +48,20 @@ def test_train_and_val_folders(tmp_path, val_name):
     splits, spec = image_folder(tmp_path)
     assert spec.class_names == ("cat", "dog")
     assert split_sizes(splits) == {"train": 8, "val": 4}
+
+
+@pytest.mark.parametrize(
+    "train_name, val_name, test_name",
+    [("training", None, "testing"), ("Training", "dev", "Testing"), ("TRAIN", "Eval", "test")],
+)
+def test_common_split_names_never_become_classes(tmp_path, train_name, val_name, test_name):
+    for split, count in ((train_name, 5), (val_name, 2), (test_name, 3)):
+        for name in ("cat", "dog") if split else ():
+            write_images(tmp_path / split / name, count, size=(8, 8))
+    splits, spec = image_folder(tmp_path)
+    assert spec.class_names == ("cat", "dog")
+    expected = {"train": 10, "val": 4} if val_name else {"train": 8, "val": 2}
+    assert split_sizes(splits) == {**expected, "test": 6}
 
 
 def test_train_and_test_folders_carve_val_from_train(tmp_path):
@@ -85,6 +102,9 @@ def test_class_folders_split_by_seed(tmp_path):
         ({"train/cat": 3, "train/dog": 3, "cat": 2}, "mixes split folders (train)"),
         ({"val/cat": 3, "val/dog": 3}, "no train folder"),
         ({"train/a": 3, "train/b": 3, "val/a": 1, "val/b": 1, "valid/a": 1}, "2 val folders"),
+        ({"train/a": 3, "train/b": 3, "val/a": 1, "dev/a": 1}, "2 val folders (dev, val;"),
+        ({"train/a": 3, "training/a": 3}, "2 train folders (train, training;"),
+        ({"train/a": 3, "train/b": 3, "TEST/a": 1, "testing/a": 1}, "2 test folders"),
         ({"train/a": 3}, "only one class (a)"),
     ],
 )
@@ -267,3 +287,144 @@ def test_train_and_eval_see_objects_at_the_same_scale(side, aspect):
     assert eval_tf(image).shape == (3, 64, 64)
     assert eval_width == pytest.approx(64 / 0.875 / 4, abs=1.5)
     assert np.median(visible) == pytest.approx(eval_width, rel=0.15)
+
+
+def test_hidden_folders_are_skipped_at_every_depth(tmp_path, caplog):
+    for name in ("cat", "dog"):
+        write_images(tmp_path / name, 3, size=(8, 8))
+    write_images(tmp_path / "cat" / ".ipynb_checkpoints", 2, size=(8, 8))
+    write_images(tmp_path / "dog" / "2024" / "__MACOSX", 1, size=(8, 8))
+    write_images(tmp_path / "dog" / "2024" / ".cache" / "thumbs", 4, size=(8, 8))
+    write_images(tmp_path / "dog" / "2024", 1, size=(8, 8))  # a real subfolder is read
+    with caplog.at_level(logging.INFO, logger="train.data"):
+        splits, _ = image_folder(tmp_path)
+    samples = splits["train"].samples + splits["val"].samples
+    assert len(samples) == 7
+    assert not [path for path, _ in samples if "__MACOSX" in str(path) or "/." in str(path)]
+    (line,) = [record.message for record in caplog.records if "not images" in record.message]
+    for name in ("cat/.ipynb_checkpoints", "dog/2024/.cache", "dog/2024/__MACOSX"):
+        assert name in line
+
+
+def test_a_class_left_without_training_images_is_refused(tmp_path):
+    write_images(tmp_path / "a", 2, size=(8, 8))
+    write_images(tmp_path / "b", 8, size=(8, 8))
+    with pytest.raises(UserError, match="class a would have no training images: --val-fraction"):
+        image_folder(tmp_path, "--val-fraction", "0.75")
+    splits, _ = image_folder(tmp_path, "--val-fraction", "0.5")
+    assert sorted(label for _, label in splits["train"].samples) == [0, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("folders", [("a", "b"), ("train/a", "train/b", "val/a", "val/b")])
+def test_a_class_whose_images_were_all_skipped_is_refused(tmp_path, folders):
+    for folder in folders:
+        write_images(tmp_path / folder, 3, size=(8, 8))
+    for path in (tmp_path / folders[-1]).iterdir():
+        path.write_bytes(b"not an image")
+    with pytest.raises(UserError, match="class b has no readable image left in"):
+        image_folder(tmp_path, "--skip-bad-images")
+
+
+def test_class_names_match_in_any_unicode_form(tmp_path):
+    composed, decomposed = (unicodedata.normalize(form, "café") for form in ("NFC", "NFD"))
+    for split, name in (("train", composed), ("val", decomposed)):
+        for class_name in (name, "thé"):
+            write_images(tmp_path / split / class_name, 2, size=(8, 8))
+    splits, spec = image_folder(tmp_path)
+    assert spec.class_names == (composed, "thé")
+    assert [label for _, label in splits["val"].samples] == [0, 0, 1, 1]
+    assert {path.parent.name for path, _ in splits["val"].samples} == {decomposed, "thé"}
+    write_images(tmp_path / "train" / decomposed, 1, size=(8, 8))
+    with pytest.raises(UserError, match="two class folders named café, written in two Unicode"):
+        image_folder(tmp_path)
+
+
+def test_a_recorded_split_is_kept_whatever_files_come_and_go(tmp_path, caplog):
+    for name in ("cat", "dog"):
+        write_images(tmp_path / name, 10, size=(8, 8))
+    config = parse_config(["--dataset", "image_folder", "--data-dir", str(tmp_path)]).data
+    splits, spec = build_datasets(config)
+    record = run_split_record(config, splits, spec, None)
+    assert list(record["val"].values()) == ["cat", "cat", "dog", "dog"]
+    assert len(record["train"]) == 16 and not set(record["train"]) & set(record["val"])
+    removed = splits["train"].samples[0][0]
+    removed.unlink()
+    for name in ("cat", "dog"):
+        write_images(tmp_path / name / "more", 1, size=(8, 8))
+    with caplog.at_level(logging.INFO, logger="train.data"):
+        again, _ = build_datasets(config, recorded_split=record)
+    assert again["val"].samples == splits["val"].samples
+    assert again["train"].samples == splits["train"].samples[1:]
+    (line,) = [entry.message for entry in caplog.records if "split was recorded" in entry.message]
+    assert "2 image(s) added (not used by this run" in line and "1 removed (dropped)" in line
+    assert run_split_record(config, again, spec, record) is record  # kept as first recorded
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("delete cat's training images", "class cat has no training image left of this run's"),
+        ("rename dog to wolf", "class folder wolf in .* is not in this run's recorded split"),
+    ],
+)
+def test_a_recorded_split_refuses_a_class_it_cannot_train(tmp_path, change, message):
+    for name in ("cat", "dog"):
+        write_images(tmp_path / name, 3, size=(8, 8))
+    config = parse_config(["--dataset", "image_folder", "--data-dir", str(tmp_path)]).data
+    splits, spec = build_datasets(config)
+    record = run_split_record(config, splits, spec, None)
+    if change == "rename dog to wolf":
+        (tmp_path / "dog").rename(tmp_path / "wolf")
+    else:
+        for path in [path for path, label in splits["train"].samples if label == 0]:
+            path.unlink()
+    with pytest.raises(UserError, match=message):
+        build_datasets(config, recorded_split=record)
+
+
+def test_split_folders_need_no_record(tmp_path):
+    for split, name in (("train", "cat"), ("train", "dog"), ("val", "cat"), ("val", "dog")):
+        write_images(tmp_path / split / name, 2, size=(8, 8))
+    config = parse_config(["--dataset", "image_folder", "--data-dir", str(tmp_path)]).data
+    splits, spec = build_datasets(config)
+    assert run_split_record(config, splits, spec, None) is None
+
+
+@pytest.mark.slow  # trains: once, in the complete suite
+def test_resume_and_evaluate_keep_the_recorded_split(train, tmp_path):
+    photos = tmp_path / "photos"
+    for name in ("cat", "dog"):
+        write_images(photos / name, 6, size=(8, 8))
+    data = ("--dataset", "image_folder", "--data-dir", str(photos), "--batch-size", "4")
+    run_dir = train(*data, "--epochs", "2", "--stop-after-epochs", "1")
+    record = json.loads((run_dir / "split.json").read_text())
+    assert torch.load(run_dir / "last.pt", weights_only=True)["split"] == record
+    (val_loss,) = [json.loads(line)["val_loss"] for line in open(run_dir / "metrics.jsonl")]
+    for name in ("cat", "dog"):  # the data changes after the run started
+        write_images(photos / name / "more", 1, size=(8, 8))
+
+    assert evaluate_main(["--checkpoint", str(run_dir / "last.pt")]) == 0
+    report = json.loads((run_dir / "eval_val_last.json").read_text())
+    assert report["images"] == len(record["val"])
+    assert report["val_loss"] == pytest.approx(val_loss, rel=1e-5)  # the very same images
+
+    train(*data, "--epochs", "2", "--resume", "auto")
+    assert "2 image(s) added" in (run_dir / "train.log").read_text()
+    assert torch.load(run_dir / "last.pt", weights_only=True)["split"] == record
+
+
+@pytest.mark.slow  # trains: once, in the complete suite
+def test_a_checkpoint_without_a_recorded_split_still_resumes_and_evaluates(train, tmp_path):
+    for name in ("cat", "dog"):
+        write_images(tmp_path / "photos" / name, 6, size=(8, 8))
+    data = ("--dataset", "image_folder", "--data-dir", str(tmp_path / "photos"))
+    run_dir = train(*data, "--batch-size", "4", "--epochs", "2", "--stop-after-epochs", "1")
+    record = json.loads((run_dir / "split.json").read_text())
+    for name in ("last.pt", "best.pt"):  # as written before splits were recorded
+        state = torch.load(run_dir / name, weights_only=True)
+        del state["split"]
+        torch.save(state, run_dir / name)
+    (run_dir / "split.json").unlink()
+    assert evaluate_main(["--checkpoint", str(run_dir / "last.pt")]) == 0
+    train(*data, "--batch-size", "4", "--epochs", "2", "--resume", "auto")
+    assert json.loads((run_dir / "split.json").read_text()) == record  # carved again by the seed

@@ -1,5 +1,6 @@
 """Atomic checkpoints that load with torch.load(weights_only=True) and resume exactly."""
 
+import json
 import os
 import random
 import time
@@ -102,9 +103,29 @@ def save_run_state(
         "loggers": logger_state,
         "config": config.to_dict(),
         "data_spec": training.spec.to_dict(),
+        **split_state(training.split_record),
     }
     for path in paths:
         atomic_save(state, path)
+
+
+def split_state(record: dict | None) -> dict:
+    """The run's carved train/val split, under "split" (nothing where folders fix the split)."""
+    return {} if record is None else {"split": record}
+
+
+def recorded_split(state: dict | None) -> dict | None:
+    """The split a checkpoint recorded; None for one written before splits were recorded,
+    whose data is then carved again by its seed."""
+    return None if state is None else state.get("split")
+
+
+def write_split_file(run_dir: Path, record: dict | None) -> None:
+    """split.json: the run's recorded split, for people and tools to read (resume and evaluate
+    read the checkpoint's copy)."""
+    if record is not None:
+        text = json.dumps(record, indent=1, ensure_ascii=False)
+        (run_dir / "split.json").write_text(text, encoding="utf-8")
 
 
 def load_resumable(path: Path, config: Config) -> dict:

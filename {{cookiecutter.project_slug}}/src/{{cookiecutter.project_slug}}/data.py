@@ -1,5 +1,6 @@
 """Datasets, transforms, batch collation and DataLoaders."""
 
+import functools
 import itertools
 import logging
 import math
@@ -24,7 +25,13 @@ from torchvision.transforms import v2
 from .config import DataConfig
 from .errors import UserError
 from .image_files import load_rgb
-from .image_folder import available_cores, folder_class_names, read_image_folder
+from .image_folder import (
+    available_cores,
+    carves_validation,
+    folder_class_names,
+    read_image_folder,
+    split_record,
+)
 from .preemption import ignore_stop_signals
 
 NATIVE_IMAGE_SIZE = {"digits": 8, "cifar10": 32, "fake": 32}
@@ -344,14 +351,17 @@ def decode_min_side(spec: DataSpec) -> int:
     return 2 * spec.resize_size
 
 
-def build_datasets(config: DataConfig, augment: bool = True) -> tuple[dict[str, Dataset], DataSpec]:
+def build_datasets(
+    config: DataConfig, augment: bool = True, recorded_split: dict | None = None
+) -> tuple[dict[str, Dataset], DataSpec]:
     """The "train", "val" (and "test") datasets and the spec.
 
     augment=False gives the train split the eval transforms (for scoring every image).
+    `recorded_split`: a run's run_split_record, which an image folder's carved split reuses.
     """
     builders = {
         "digits": digits_datasets,
-        "image_folder": image_folder_datasets,
+        "image_folder": functools.partial(image_folder_datasets, recorded_split=recorded_split),
         "cifar10": cifar10_datasets,
         "fake": fake_datasets,
     }
@@ -438,9 +448,13 @@ def cifar10_datasets(config: DataConfig, augment: bool):
     return {"train": train, "val": val}, replace(spec, class_names=tuple(train.classes))
 
 
-def image_folder_datasets(config: DataConfig, augment: bool):
+def image_folder_datasets(config: DataConfig, augment: bool, recorded_split: dict | None):
     folder = read_image_folder(
-        Path(config.data_dir), config.val_fraction, config.seed, config.skip_bad_images
+        Path(config.data_dir),
+        config.val_fraction,
+        config.seed,
+        config.skip_bad_images,
+        recorded_split,
     )
     mean, std = NORMALIZATION["image_folder"]
     image_size = image_size_of(config)
@@ -455,6 +469,20 @@ def image_folder_datasets(config: DataConfig, augment: bool):
         for split, samples in folder.splits.items()
     }
     return splits, spec
+
+
+def run_split_record(
+    config: DataConfig, splits: dict[str, Dataset], spec: DataSpec, recorded: dict | None
+) -> dict | None:
+    """The split a run records (in its checkpoints and split.json) so that resume and evaluate
+    see the same one whatever files come and go: the recorded split it reused, or the one just
+    carved out of an image folder. None where folders or the seed alone fix the split."""
+    if config.dataset != "image_folder" or not carves_validation(Path(config.data_dir)):
+        return None
+    if recorded is not None:
+        return recorded
+    samples = {split: splits[split].samples for split in ("train", "val")}
+    return split_record(Path(config.data_dir), spec.class_names, samples)
 
 
 def training_labels(dataset: Dataset) -> torch.Tensor:

@@ -57,7 +57,8 @@ class Progress:
 @dataclass
 class Training:
     """What a run builds once and checkpoints: `model` is the raw module (never wrapped), whose
-    inputs are laid out in `memory_format`."""
+    inputs are laid out in `memory_format`; `split_record` is the carved split it trains and
+    validates on (data.run_split_record)."""
 
     model: nn.Module
     optimisation: Optimisation
@@ -67,6 +68,7 @@ class Training:
     train_loader: DataLoader
     val_loader: DataLoader
     memory_format: torch.memory_format = torch.contiguous_format
+    split_record: dict | None = None
 
     @property
     def selecting_model(self) -> nn.Module:

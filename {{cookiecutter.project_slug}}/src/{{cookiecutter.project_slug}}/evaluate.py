@@ -62,6 +62,16 @@ def split_dataset(splits: dict, split: str, data: DataConfig):
     return splits[split]
 
 
+def recorded_split(checkpoint: dict, trained_on: DataConfig, data: DataConfig, split: str):
+    """The split the run recorded, when scoring its own data's train or val images (so images
+    added since never count as validation); None for every image, another folder or a
+    checkpoint from before splits were recorded (its split is carved again by its seed)."""
+    if split == "all" or "split" not in checkpoint:
+        return None
+    same_folder = Path(data.data_dir).resolve() == Path(trained_on.data_dir).resolve()
+    return checkpoint["split"] if same_folder else None
+
+
 def check_same_classes(data: DataSpec, trained: DataSpec, checkpoint: Path) -> None:
     if data.class_names == trained.class_names:
         return
@@ -83,7 +93,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     if args.data_dir is not None:
         data = dataclasses.replace(data, data_dir=args.data_dir)
     split = chosen_split(args, data)
-    splits, spec = build_datasets(data, augment=False)
+    recorded = recorded_split(checkpoint, config.data, data, split)
+    splits, spec = build_datasets(data, augment=False, recorded_split=recorded)
     trained = DataSpec.from_dict(checkpoint["data_spec"])
     check_same_classes(spec, trained, args.checkpoint)
     dataset = split_dataset(splits, split, data)

@@ -11,12 +11,14 @@ from .cam import GradCam
 from .checkpoint import (
     capture_rng_state,
     load_resumable,
+    recorded_split,
     restore_rng_state,
     restore_run_state,
     save_run_state,
+    write_split_file,
 )
 from .config import Config, RunConfig, config_yaml, update_config_yaml
-from .data import build_datasets, build_loaders, loss_class_weights
+from .data import build_datasets, build_loaders, loss_class_weights, run_split_record
 from .early_stopping import EarlyStopping, resolve_mode
 from .ema import build_ema
 from .engine import (
@@ -78,7 +80,7 @@ def start_and_fit(config: Config, runtime: Runtime, run_dir: Path, stop: StopReq
     check_loggers_can_start(config)
     runtime.barrier()  # every rank checks the folder before rank 0 writes into it
     log.info("training on %s, world size %d", runtime.device, runtime.world_size)
-    training = build_training(config, runtime, log)
+    training = build_training(config, runtime, log, recorded_split(state))
     if state is not None:
         restore_run_state(training, state, resume_from, runtime.rank)
         log.info("resumed from %s in epoch %s, step %d", resume_from, *resume_point(state))
@@ -87,6 +89,7 @@ def start_and_fit(config: Config, runtime: Runtime, run_dir: Path, stop: StopReq
         # A run branched from another run's checkpoint gets its own config.yaml and trackers.
         in_place = continues_in_place(run_dir, resume_from)
         open_run_folder(config, run_dir, not in_place, log)
+        write_split_file(run_dir, training.split_record)
         loggers = build_loggers(config, run_dir, training.spec, state if in_place else None)
     try:
         fit(config, runtime, training, run_dir, loggers, stop, log)
@@ -102,8 +105,9 @@ def what_was_saved(run_dir: Path) -> str:
     return "no checkpoint was saved yet"
 
 
-def build_training(config: Config, runtime: Runtime, log) -> Training:
-    splits, spec = build_datasets(config.data)
+def build_training(config: Config, runtime: Runtime, log, recorded: dict | None = None) -> Training:
+    """Data, model and optimisation; `recorded`: the split a resumed checkpoint recorded."""
+    splits, spec = build_datasets(config.data, recorded_split=recorded)
     train_loader, val_loader = build_loaders(
         splits["train"],
         splits["val"],
@@ -137,8 +141,9 @@ def build_training(config: Config, runtime: Runtime, log) -> Training:
     )
     run = config.run
     stopper = EarlyStopping(run.patience, run.min_delta, resolve_mode(run.monitor, run.mode))
+    split = run_split_record(config.data, splits, spec, recorded)
     return Training(
-        model, optimisation, stopper, Progress(), spec, train_loader, val_loader, layout
+        model, optimisation, stopper, Progress(), spec, train_loader, val_loader, layout, split
     )
 
 
