@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from {{ cookiecutter.project_slug }}.checkpoint import recorded_split
 from {{ cookiecutter.project_slug }}.config import parse_config
 from {{ cookiecutter.project_slug }}.data import build_datasets, photo_transforms, run_split_record
 from {{ cookiecutter.project_slug }}.errors import UserError, run_reporting_user_errors
@@ -380,6 +381,16 @@ def test_a_recorded_split_refuses_a_class_it_cannot_train(tmp_path, change, mess
             path.unlink()
     with pytest.raises(UserError, match=message):
         build_datasets(config, recorded_split=record)
+
+
+def test_a_recorded_split_applies_to_its_own_data_folder_only(tmp_path):
+    state = {"config": {"data_dir": str(tmp_path / "photos")}, "split": {"train": {}, "val": {}}}
+    flags = ["--dataset", "image_folder", "--data-dir"]
+    same = parse_config([*flags, str(tmp_path / "other" / ".." / "photos")]).data
+    other = parse_config([*flags, str(tmp_path / "other")]).data
+    assert recorded_split(state, same) is state["split"]
+    assert recorded_split(state, other) is None  # e.g. a run resumed on new data: carved anew
+    assert recorded_split({"config": state["config"]}, same) is None  # written before records
 
 
 def test_split_folders_need_no_record(tmp_path):

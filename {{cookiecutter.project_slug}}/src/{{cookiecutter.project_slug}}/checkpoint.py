@@ -1,6 +1,7 @@
 """Atomic checkpoints that load with torch.load(weights_only=True) and resume exactly."""
 
 import json
+import logging
 import os
 import random
 import time
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config
+from .config import Config, DataConfig
 from .data import class_count_of, image_size_of
 from .ema import ExponentialMovingAverage
 from .engine import Training
@@ -21,6 +22,7 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # Fault-injection tests set this to a file path: a save then creates the file and waits, with
 # the new checkpoint written but not yet renamed into place, so a kill can land right there.
 HOLD_SAVE_ENV = "CHECKPOINT_TEST_HOLD_FILE"
+log = logging.getLogger("train.data")
 
 
 def atomic_save(payload: dict, path: Path) -> None:
@@ -114,10 +116,22 @@ def split_state(record: dict | None) -> dict:
     return {} if record is None else {"split": record}
 
 
-def recorded_split(state: dict | None) -> dict | None:
-    """The split a checkpoint recorded; None for one written before splits were recorded,
-    whose data is then carved again by its seed."""
-    return None if state is None else state.get("split")
+def recorded_split(state: dict | None, data: DataConfig) -> dict | None:
+    """The split a checkpoint recorded, when `data` is the folder it was recorded on. None for
+    another folder, or a checkpoint written before splits were recorded: the split is then
+    carved by the seed."""
+    if state is None or "split" not in state:
+        return None
+    recorded_on = Path(state["config"]["data_dir"])
+    if recorded_on.resolve() != Path(data.data_dir).resolve():
+        log.info(
+            "the checkpoint's split was recorded on %s, not %s: this folder's validation split "
+            "is carved by --seed",
+            recorded_on,
+            data.data_dir,
+        )
+        return None
+    return state["split"]
 
 
 def write_split_file(run_dir: Path, record: dict | None) -> None:

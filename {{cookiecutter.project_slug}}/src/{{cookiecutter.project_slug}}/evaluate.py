@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint, load_model_weights
+from .checkpoint import load_checkpoint, load_model_weights, recorded_split
 from .config import DataConfig, saved_config
 from .data import DataSpec, all_images, build_datasets
 from .engine import evaluate
@@ -62,16 +62,6 @@ def split_dataset(splits: dict, split: str, data: DataConfig):
     return splits[split]
 
 
-def recorded_split(checkpoint: dict, trained_on: DataConfig, data: DataConfig, split: str):
-    """The split the run recorded, when scoring its own data's train or val images (so images
-    added since never count as validation); None for every image, another folder or a
-    checkpoint from before splits were recorded (its split is carved again by its seed)."""
-    if split == "all" or "split" not in checkpoint:
-        return None
-    same_folder = Path(data.data_dir).resolve() == Path(trained_on.data_dir).resolve()
-    return checkpoint["split"] if same_folder else None
-
-
 def check_same_classes(data: DataSpec, trained: DataSpec, checkpoint: Path) -> None:
     if data.class_names == trained.class_names:
         return
@@ -93,7 +83,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     if args.data_dir is not None:
         data = dataclasses.replace(data, data_dir=args.data_dir)
     split = chosen_split(args, data)
-    recorded = recorded_split(checkpoint, config.data, data, split)
+    # --split all is every image, added since or not; train and val are the recorded ones.
+    recorded = None if split == "all" else recorded_split(checkpoint, data)
     splits, spec = build_datasets(data, augment=False, recorded_split=recorded)
     trained = DataSpec.from_dict(checkpoint["data_spec"])
     check_same_classes(spec, trained, args.checkpoint)

@@ -80,7 +80,7 @@ def start_and_fit(config: Config, runtime: Runtime, run_dir: Path, stop: StopReq
     check_loggers_can_start(config)
     runtime.barrier()  # every rank checks the folder before rank 0 writes into it
     log.info("training on %s, world size %d", runtime.device, runtime.world_size)
-    training = build_training(config, runtime, log, recorded_split(state))
+    training = build_training(config, runtime, log, recorded_split(state, config.data))
     if state is not None:
         restore_run_state(training, state, resume_from, runtime.rank)
         log.info("resumed from %s in epoch %s, step %d", resume_from, *resume_point(state))
