@@ -129,7 +129,23 @@ def test_unreadable_files_are_named_and_counted(predict_run, tmp_path, capsys):
     assert errors[-1] == (
         f"skipped 2 of {total} files: {images / 'broken.png'}, {images / 'fake.jpg'}"
     )
-    assert f"ignored 1 file(s), not images: {images / 'notes.txt'}" in errors
+    assert f"ignored 1 not images: {images / 'notes.txt'}" in errors
+    assert len(predicted(output)) == len(READABLE)
+
+
+def test_hidden_folders_are_skipped_and_named(predict_run, tmp_path, capsys):
+    run_dir, images = predict_run
+    folder = tmp_path / "images"
+    shutil.copytree(images, folder)
+    hidden = folder / ".ipynb_checkpoints"
+    hidden.mkdir()
+    shutil.copy(folder / READABLE[0], hidden / "copy-checkpoint.png")
+    output = tmp_path / "predictions.csv"
+    assert exit_code([str(folder), "--checkpoint", str(run_dir), "--output", str(output)]) == 0
+    errors = capsys.readouterr().err.splitlines()
+    assert (
+        f"ignored 2 not images: {folder / '.ipynb_checkpoints'}, {folder / 'notes.txt'}" in errors
+    )
     assert len(predicted(output)) == len(READABLE)
 
 

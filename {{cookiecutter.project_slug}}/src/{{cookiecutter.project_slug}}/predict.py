@@ -25,6 +25,7 @@ from .data import DataSpec, decode_min_side, image_file_transform
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
 from .flags import ConfigParser, DefaultsHelpFormatter, device_name, non_negative_int, positive_int
 from .image_files import IMAGE_EXTENSIONS, is_image_file, load_rgb
+from .image_folder import files_under
 from .models import build_model
 from .runtime import resolve_device
 
@@ -147,15 +148,15 @@ def image_paths(sources: list[Path]) -> tuple[list[Path], list[Path]]:
 
 
 def folder_files(folder: Path) -> tuple[list[Path], list[Path]]:
-    """(image files, other files) under `folder`, in sorted order."""
-    files = sorted(path for path in folder.rglob("*") if path.is_file())
+    """(image files, other files and skipped hidden folders) under `folder`, in sorted order."""
+    files, hidden = files_under(folder)
     images = [path for path in files if is_image_file(path)]
     if not images:
         raise UserError(
             f"folder {folder} has no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}): "
             "give a folder that holds images"
         )
-    return images, [path for path in files if not is_image_file(path)]
+    return images, sorted([path for path in files if not is_image_file(path)] + hidden)
 
 
 def listed_paths(list_file: Path) -> list[Path]:
@@ -282,7 +283,7 @@ def run(args: argparse.Namespace) -> None:
     model = load_model(model_path, resolve_device(args.device, 0))
     check_output(args.output, model_path, args.overwrite)
     if ignored:
-        print(f"ignored {len(ignored)} file(s), not images: {quoted(ignored)}", file=sys.stderr)
+        print(f"ignored {len(ignored)} not images: {quoted(ignored)}", file=sys.stderr)
     rows, skipped = predicted_rows(model, paths, args)
     if not rows:
         raise UserError(
