@@ -1,10 +1,13 @@
 import logging
 
 import torch
+from torch import nn
 
 from conftest import QUICK
+from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint
 from {{ cookiecutter.project_slug }}.config import parse_config
-from {{ cookiecutter.project_slug }}.engine import Progress, train_one_epoch
+from {{ cookiecutter.project_slug }}.engine import Progress, evaluate, train_one_epoch
+from {{ cookiecutter.project_slug }}.loggers.base import LOGGER_TYPES, RunLogger
 from {{ cookiecutter.project_slug }}.runtime import Runtime
 from {{ cookiecutter.project_slug }}.trainer import build_training
 
@@ -52,3 +55,59 @@ def test_short_last_accumulation_group_weighs_like_a_full_batch():
     # The same updates, the last one made from c as an ordinary batch of its own.
     apart = weights_after(([a, b], 2), ([c], 1))
     assert all(torch.equal(together[key], apart[key]) for key in together)
+
+
+def always_predicts(label: int, num_classes: int) -> nn.Module:
+    """A model whose logits favour `label` whatever the image."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, num_classes))
+    nn.init.zeros_(model[1].weight)
+    with torch.no_grad():
+        model[1].bias.copy_(torch.arange(num_classes) == label)
+    return model
+
+
+def scores(model: nn.Module, targets: list[int], num_classes: int) -> dict:
+    loader = [(torch.zeros(len(targets), 3, 8, 8), torch.tensor(targets))]
+    return evaluate(model, loader, num_classes, torch.device("cpu"), keep_predictions=True)
+
+
+def test_a_class_without_validation_images_has_no_accuracy_rather_than_zero():
+    results = scores(always_predicts(0, 3), [0, 0, 2], 3)
+    assert results["per_class_acc"] == [1.0, None, 0.0]
+    assert results["confusion_matrix"].tolist() == [[2, 0, 0], [0, 0, 0], [1, 0, 0]]
+
+
+def test_a_one_image_split_keeps_its_predictions_per_image():
+    results = scores(always_predicts(1, 4), [1], 4)
+    assert results["targets"].shape == (1,) and results["probabilities"].shape == (1, 4)
+    assert results["per_class_acc"] == [None, 1.0, None, None]
+    assert results["val_acc"] == 1.0
+
+
+def test_each_epoch_is_saved_before_its_figures_and_after_its_record(train):
+    """A stop signal arriving while an epoch's figures are drawn must not lose the epoch; the
+    record (metrics.jsonl) comes first, as a resume trims it back to the checkpoint."""
+    seen = []
+
+    class CheckpointWatcher(RunLogger):
+        def __init__(self, run_dir, config, spec, resumed) -> None:
+            self.last = run_dir / "last.pt"
+
+        def saved_epoch(self) -> int:
+            return load_checkpoint(self.last)["epoch"] if self.last.exists() else 0
+
+        def log_epoch(self, record, step, model) -> None:
+            seen.append(("record", self.saved_epoch()))
+
+        def log_validation(self, results, step) -> None:
+            seen.append(("figures", self.saved_epoch()))
+
+        def log_cam(self, images, step) -> None:
+            seen.append(("grad-cam", self.saved_epoch()))
+
+    LOGGER_TYPES.append(CheckpointWatcher)
+    try:
+        train("--cam-every", "1")
+    finally:
+        LOGGER_TYPES.remove(CheckpointWatcher)
+    assert seen == [("record", 0), ("figures", 1), ("grad-cam", 1)]

@@ -75,3 +75,18 @@ def test_best_and_last_keep_their_own_reports(train, capsys):
         assert evaluate_main(["--checkpoint", str(run_dir / name)]) == 0
     for report, checkpoint in (("eval_val.json", "best.pt"), ("eval_val_last.json", "last.pt")):
         assert json.loads((run_dir / report).read_text())["checkpoint"] == str(run_dir / checkpoint)
+
+
+def test_classes_without_images_are_reported_as_such_never_as_zero(train, capsys):
+    run_dir = train("--fake-samples", "40", "--val-fraction", "0.01")  # one image, ten classes
+    output = run_dir / "report.json"
+    assert evaluate_main(["--checkpoint", str(run_dir / "best.pt"), "--output", str(output)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    report = json.loads(output.read_text())
+    assert [accuracy is None for accuracy in report["per_class_acc"]].count(True) == 9
+    for name, accuracy, row in zip(
+        report["classes"], report["per_class_acc"], report["confusion_matrix"], strict=True
+    ):
+        if accuracy is None:
+            assert f"{name:<16} no images" in printed and sum(row) == 0
+    assert sum(line.endswith("(no images)") for line in printed) == 9

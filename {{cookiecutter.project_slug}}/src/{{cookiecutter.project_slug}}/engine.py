@@ -193,7 +193,6 @@ def validation_metrics(num_classes: int, device: torch.device) -> MetricCollecti
     """Metrics that torchmetrics reduces across DDP ranks when computed."""
     metrics = {
         "val_acc": MulticlassAccuracy(num_classes, average="micro"),
-        "val_per_class_acc": MulticlassAccuracy(num_classes, average="none"),
         "val_confusion": MulticlassConfusionMatrix(num_classes),
     }
     if num_classes > 5:
@@ -241,12 +240,23 @@ def evaluate(
     summary = {"val_loss": val_loss, "val_acc": float(results["val_acc"])}
     if "val_top5" in results:
         summary["val_top5"] = float(results["val_top5"])
-    summary["per_class_acc"] = results["val_per_class_acc"].tolist()
-    summary["confusion_matrix"] = results["val_confusion"].tolist()
+    summary["per_class_acc"] = per_class_accuracy(results["val_confusion"])
+    summary["confusion_matrix"] = results["val_confusion"]  # a tensor: one row per true class
     if keep_predictions:
         summary["probabilities"] = probabilities.compute().cpu()
-        summary["targets"] = labels.compute().cpu().long()
+        summary["targets"] = labels.compute().cpu().long().reshape(-1)  # one image: not 0-d
     return summary
+
+
+def per_class_accuracy(confusion: torch.Tensor) -> list[float | None]:
+    """Each class's recall from the confusion matrix; None for a class without images (its
+    accuracy is unknown, not 0)."""
+    images = confusion.sum(dim=1)
+    correct = confusion.diagonal()
+    return [
+        float(right) / float(count) if count else None
+        for right, count in zip(correct.tolist(), images.tolist(), strict=True)
+    ]
 
 
 def validate(training: Training, runtime: Runtime, keep_predictions: bool) -> tuple[dict, dict]:

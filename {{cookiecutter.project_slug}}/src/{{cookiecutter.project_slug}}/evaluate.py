@@ -102,6 +102,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
         "images": len(dataset),
         "classes": list(spec.class_names),
         **results,
+        "confusion_matrix": results["confusion_matrix"].tolist(),
     }
 
 
@@ -112,9 +113,12 @@ def format_report(report: dict) -> str:
         "class            accuracy",
     ]
     for name, accuracy in zip(report["classes"], report["per_class_acc"], strict=True):
-        lines.append(f"{name[:16]:<16} {accuracy:8.4f}")
+        shown = "no images" if accuracy is None else f"{accuracy:8.4f}"
+        lines.append(f"{name[:16]:<16} {shown}")
     lines.append("confusion matrix (rows: true class, columns: predicted)")
-    lines += [" ".join(f"{count:5d}" for count in row) for row in report["confusion_matrix"]]
+    for row in report["confusion_matrix"]:
+        counts = " ".join(f"{count:5d}" for count in row)
+        lines.append(counts if sum(row) else f"{counts}  (no images)")
     return "\n".join(lines)
 
 

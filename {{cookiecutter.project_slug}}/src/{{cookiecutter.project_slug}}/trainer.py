@@ -167,7 +167,8 @@ def fit(
     stop: StopRequest,
     log,
 ) -> None:
-    """The epoch loop: train, evaluate, report, save; stop early, on a signal or at the end."""
+    """The epoch loop: train, evaluate, record, save, draw; stop early, on a signal or at the
+    end."""
     trained_model = runtime.wrap(training.model, log)  # a multi-GPU wrapper, or the model
     progress, run = training.progress, config.run
     if progress.global_step == 0:
@@ -214,13 +215,16 @@ def fit(
         record = epoch_record(
             progress.epoch, progress.global_step, lr, train_stats, val_stats, selected_stats
         )
-        loggers.log_validation(selected_stats, progress.global_step)
-        if cam is not None and progress.epoch % run.cam_every == 0:
-            loggers.log_cam(cam(training.selecting_model, progress.epoch), progress.global_step)
+        # The record goes before the checkpoint (a resume trims metrics.jsonl back to its
+        # checkpoint); the figures after it, so that a stop signal arriving meanwhile loses no
+        # trained epoch.
         loggers.log_epoch(record, progress.global_step, training.model)
         paths = [run_dir / "last.pt", *([run_dir / "best.pt"] if improved else [])]
         save_run_state(training, config, runtime, loggers.state_dict(), paths)
         log.info(epoch_line(record, run.epochs))
+        loggers.log_validation(selected_stats, progress.global_step)
+        if cam is not None and progress.epoch % run.cam_every == 0:
+            loggers.log_cam(cam(training.selecting_model, progress.epoch), progress.global_step)
         if runtime.rank0_decides(training.stopper.should_stop):
             log.info("early stopping: %s has not improved for %d epochs", run.monitor, run.patience)
             break

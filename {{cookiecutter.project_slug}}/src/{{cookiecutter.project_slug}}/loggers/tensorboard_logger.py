@@ -1,5 +1,10 @@
 """TensorBoard: scalars, hparams, an input grid, the graph, confusion matrix, PR curves,
-Grad-CAM grids, and at the end the embedding projector and the mistakes gallery."""
+Grad-CAM grids, and at the end the embedding projector and the mistakes gallery.
+
+Each epoch's confusion matrix shows at most SHOWN_CLASSES classes and its PR curves cover at
+most PR_CURVE_CLASSES (the most confused beyond that), so their cost does not grow with the
+class count.
+"""
 
 import copy
 import shutil
@@ -7,7 +12,6 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import torch
 from PIL import Image
@@ -18,11 +22,10 @@ from torchvision.utils import make_grid
 from ..cam import CamImages
 from ..config import Config
 from ..data import DataSpec
+from ..insight import confusion_picture, label_font, shown_classes
 from .base import Embeddings, Mistake, RunLogger, register_logger
 
-matplotlib.use("Agg")  # render figures to images without a display
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-
+PR_CURVE_CLASSES = 10  # beyond, the most confused classes get their PR curves
 HPARAM_KEYS = ("dataset", "model", "init", "optimizer", "lr", "batch_size", "epochs", "scheduler")
 EPOCH_SCALARS = {
     "epoch": "epoch",
@@ -57,6 +60,7 @@ class TensorBoardLogger(RunLogger):
         self.writer = SummaryWriter(log_dir, purge_step=purge_step)
         self.config = config
         self.class_names = spec.class_names
+        self.font = label_font([*spec.class_names, "(no images)"])
 
     def log_start(self, model: nn.Module, images: Callable[[], torch.Tensor]) -> None:
         batch = images()
@@ -73,11 +77,15 @@ class TensorBoardLogger(RunLogger):
         self.writer.add_scalar("lr/step", values["lr"], step)
 
     def log_validation(self, results: dict, step: int) -> None:
-        figure = confusion_figure(results["confusion_matrix"], self.class_names)
-        self.writer.add_figure("val/confusion_matrix", figure, step)
+        matrix = results["confusion_matrix"]
+        picture = confusion_picture(matrix, shown_classes(matrix), self.class_names, self.font)
+        self.writer.add_image("val/confusion_matrix", np.asarray(picture), step, dataformats="HWC")
         probabilities, targets = results["probabilities"], results["targets"]
-        for index, name in enumerate(self.class_names):
-            self.writer.add_pr_curve(f"pr/{name}", targets == index, probabilities[:, index], step)
+        for index in shown_classes(matrix, PR_CURVE_CLASSES):
+            if matrix[index].sum():  # a class without images has no PR curve
+                name, scores = self.class_names[index], probabilities[:, index]
+                self.writer.add_pr_curve(f"pr/{name}", targets == index, scores, step)
+        self.writer.flush()  # drawn after the epoch's checkpoint: a stop may come next
 
     def log_cam(self, images: CamImages, step: int) -> None:
         self.writer.add_image("cam/val", images.grid, step)
@@ -111,19 +119,3 @@ class TensorBoardLogger(RunLogger):
         final = {f"hparam/{key}": value for key, value in summary.items()}
         self.writer.add_hparams(hparams, final, run_name=".")
         self.writer.close()
-
-
-def confusion_figure(matrix: list[list[int]], class_names: tuple[str, ...]) -> plt.Figure:
-    size = max(4, len(class_names) * 0.5)
-    figure, axes = plt.subplots(figsize=(size, size))
-    axes.imshow(matrix, cmap="Blues")
-    ticks = range(len(class_names))
-    axes.set_xticks(ticks, class_names, rotation=90)
-    axes.set_yticks(ticks, class_names)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    for row, counts in enumerate(matrix):
-        for column, count in enumerate(counts):
-            axes.text(column, row, str(count), ha="center", va="center", fontsize=7)
-    figure.tight_layout()
-    return figure
