@@ -331,13 +331,19 @@ def label_font(texts: Iterable[str], size: int = FONT_SIZE) -> LabelFont:
 
 
 def candidate_fonts(characters: set[str], size: int):
-    """Fonts to try, in order, loaded only when asked for."""
-    for path in (*bundled_dejavu_sans(), "DejaVuSans.ttf", *fontconfig_fonts(characters)):
+    """Fonts to try, in order, each loaded when asked for: fontconfig is asked only when DejaVu
+    Sans lacks a character."""
+    yield from truetype_fonts([*bundled_dejavu_sans(), "DejaVuSans.ttf"], size)
+    yield from truetype_fonts(fontconfig_fonts(characters), size)
+    yield ImageFont.load_default()
+
+
+def truetype_fonts(paths: list[str], size: int):
+    for path in paths:
         try:  # a bare file name is looked for in the system's font folders
             yield ImageFont.truetype(path, size)
         except OSError:
             continue
-    yield ImageFont.load_default()
 
 
 def bundled_dejavu_sans() -> list[str]:
@@ -359,7 +365,8 @@ def fontconfig_fonts(characters: set[str]) -> list[str]:
         listed = subprocess.run(command, capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return sorted(path for path in listed.splitlines() if path.endswith((".ttf", ".otf")))
+    fonts = [path for path in listed.splitlines() if path.endswith((".ttf", ".otf", ".ttc"))]
+    return sorted(fonts)
 
 
 def missing_glyphs(font, characters: set[str]) -> set[str]:
