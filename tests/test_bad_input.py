@@ -198,6 +198,12 @@ def resume_without_a_class_of_its_recorded_split(root: Path, train) -> list[str]
     return ["--name", "a", "--resume", "auto", *folder]
 
 
+def one_image_per_class(root: Path, train) -> list[str]:
+    for name in ("cat", "dog"):
+        write_images(root / "data" / name, count=1)
+    return ["--dataset", "image_folder", "--data-dir", str(root / "data"), "--image-size", "8"]
+
+
 CASES = {
     "epochs zero": (flags("--epochs", "0"), "--epochs: must be a positive whole number"),
     "epochs not a number": (flags("--epochs", "ten"), "--epochs: must be a whole number"),
@@ -360,6 +366,10 @@ CASES = {
     "resume after a class's recorded training images were deleted": (
         resume_without_a_class_of_its_recorded_split,
         "class cat has no training image left of this run's recorded split",
+    ),
+    "one image per class: none to hold out for validation": (
+        one_image_per_class,
+        "the validation split has no images (--val-fraction holds images out only of classes",
     ),
 }
 # Cases that need another rendering than the catalogue's default one.

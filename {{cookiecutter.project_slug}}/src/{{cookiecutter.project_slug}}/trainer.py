@@ -108,6 +108,7 @@ def what_was_saved(run_dir: Path) -> str:
 def build_training(config: Config, runtime: Runtime, log, recorded: dict | None = None) -> Training:
     """Data, model and optimisation; `recorded`: the split a resumed checkpoint recorded."""
     splits, spec = build_datasets(config.data, recorded_split=recorded)
+    check_has_validation_images(splits["val"])
     train_loader, val_loader = build_loaders(
         splits["train"],
         splits["val"],
@@ -145,6 +146,15 @@ def build_training(config: Config, runtime: Runtime, log, recorded: dict | None 
     return Training(
         model, optimisation, stopper, Progress(), spec, train_loader, val_loader, layout, split
     )
+
+
+def check_has_validation_images(val_split) -> None:
+    """A run whose validation split is empty could score nothing: refuse it before training."""
+    if len(val_split) == 0:
+        raise UserError(
+            "the validation split has no images (--val-fraction holds images out only of classes "
+            "with 2 or more): add images, or a val/ folder of its own"
+        )
 
 
 def open_run_folder(config: Config, run_dir: Path, is_new: bool, log) -> None:
