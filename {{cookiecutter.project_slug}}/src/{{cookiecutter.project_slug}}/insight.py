@@ -376,11 +376,12 @@ def missing_glyphs(font, characters: set[str]) -> set[str]:
 
 
 def glyph_pixels(font, char: str) -> bytes | None:
-    """`char` drawn alone, or None where the font cannot encode it (Pillow's bitmap font)."""
+    """`char` drawn alone, or None where the font cannot draw it (Pillow's bitmap font cannot
+    encode it, or an installed font fails to render)."""
     canvas = Image.new("L", (3 * FONT_SIZE, 3 * FONT_SIZE))
     try:
         ImageDraw.Draw(canvas).text((FONT_SIZE, FONT_SIZE), char, fill=255, font=font)
-    except UnicodeEncodeError:
+    except (UnicodeEncodeError, OSError):
         return None
     return canvas.tobytes()
 
