@@ -83,6 +83,7 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/insight.py",
         f"{package}/models.py",
         f"{package}/optim.py",
+        f"{package}/pictures.py",
         f"{package}/predict.py",
         f"{package}/precision.py",
         f"{package}/preemption.py",

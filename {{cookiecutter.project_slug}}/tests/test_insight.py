@@ -8,23 +8,21 @@ import torch
 from PIL import Image, ImageDraw
 
 from conftest import INSIGHT, QUICK, load_weights, read_metrics
+from {{ cookiecutter.project_slug }}.cam import with_labels
 from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint, load_model_weights
 from {{ cookiecutter.project_slug }}.config import MODELS, saved_config
 from {{ cookiecutter.project_slug }}.data import DataSpec, build_datasets
 from {{ cookiecutter.project_slug }}.engine import evaluate
-from {{ cookiecutter.project_slug }}.insight import (
+from {{ cookiecutter.project_slug }}.insight import TILE_SIDE, embedded_indices, gallery, gallery_cell
+from {{ cookiecutter.project_slug }}.loggers.base import LOGGER_TYPES, Mistake, RunLogger
+from {{ cookiecutter.project_slug }}.models import build_model, classifier_layer
+from {{ cookiecutter.project_slug }}.pictures import (
     MARGIN,
     SHOWN_CLASSES,
-    TILE_SIDE,
     confusion_picture,
-    embedded_indices,
-    gallery,
-    gallery_cell,
     label_font,
     shown_classes,
 )
-from {{ cookiecutter.project_slug }}.loggers.base import LOGGER_TYPES, Mistake, RunLogger
-from {{ cookiecutter.project_slug }}.models import build_model, classifier_layer
 from {{ cookiecutter.project_slug }}.train import main as train_main
 
 TIMINGS = {"samples_per_second", "epoch_seconds"}
@@ -224,6 +222,19 @@ def test_mistakes_gallery_draws_non_ascii_class_names_with_their_glyphs(drawn_te
     gallery([Mistake(index, name, "a", 0.9, tile) for index, name in enumerate(NON_ASCII_NAMES)])
     texts = [text for text, _ in drawn_texts]
     assert all(f"true {name}" in texts for name in NON_ASCII_NAMES)
+    for text, font in drawn_texts:
+        missing = {char for char in text if ord(char) not in characters_of(font)}
+        assert not missing, f"{text!r}: no glyph for {sorted(missing)}"
+
+
+def test_grad_cam_captions_draw_non_ascii_class_names_with_their_glyphs(drawn_texts):
+    panels = torch.zeros(3, 80, 3 * 128, dtype=torch.uint8)
+    corners = [(index * 128, 0) for index in range(3)]
+    with_labels(panels, corners, (128, 80), list(NON_ASCII_NAMES), ["café", "café", "кошка"])
+    texts = [text for text, _ in drawn_texts]
+    assert [text for text in texts if text.startswith("true")] == [
+        f"true {name}" for name in NON_ASCII_NAMES
+    ]
     for text, font in drawn_texts:
         missing = {char for char in text if ord(char) not in characters_of(font)}
         assert not missing, f"{text!r}: no glyph for {sorted(missing)}"

@@ -17,6 +17,7 @@ from torchvision.utils import make_grid
 
 from .data import DataSpec, training_labels
 from .models import last_conv_block
+from .pictures import fitted, label_font
 
 IMAGES_PER_CLASS = 2
 MAX_IMAGES = 16
@@ -180,19 +181,12 @@ def with_labels(
     prediction in green when right, red when wrong)."""
     canvas = F.to_pil_image(grid)
     draw = ImageDraw.Draw(canvas)
+    font = label_font([*true_names, *predicted_names])
     width, height = panel_size
     for (left, top), true, predicted in zip(corners, true_names, predicted_names, strict=True):
         caption_top = top + height - CAPTION_HEIGHT
         colour = "green" if predicted == true else "red"
         for line, offset, fill in ((f"true {true}", 2, "black"), (f"pred {predicted}", 14, colour)):
-            draw.text((left + 2, caption_top + offset), fitted(draw, line, width - 4), fill=fill)
+            text = fitted(font.drawable(line), draw, font.font, width - 4)
+            draw.text((left + 2, caption_top + offset), text, fill=fill, font=font.font)
     return F.pil_to_tensor(canvas)
-
-
-def fitted(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
-    """`text`, cut short with "..." where it would run past `width` pixels."""
-    if draw.textlength(text) <= width:
-        return text
-    while text and draw.textlength(text + "...") > width:
-        text = text[:-1]
-    return text + "..."

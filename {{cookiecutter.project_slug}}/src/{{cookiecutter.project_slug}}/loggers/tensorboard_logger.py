@@ -22,7 +22,7 @@ from torchvision.utils import make_grid
 from ..cam import CamImages
 from ..config import Config
 from ..data import DataSpec
-from ..insight import confusion_picture, label_font, shown_classes
+from ..pictures import confusion_picture, label_font, shown_classes
 from .base import Embeddings, Mistake, RunLogger, register_logger
 
 PR_CURVE_CLASSES = 10  # beyond, the most confused classes get their PR curves
