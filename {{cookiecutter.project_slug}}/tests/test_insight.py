@@ -8,6 +8,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from conftest import INSIGHT, QUICK, load_weights, read_metrics
+from {{ cookiecutter.project_slug }} import insight
 from {{ cookiecutter.project_slug }}.cam import with_labels
 from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint, load_model_weights
 from {{ cookiecutter.project_slug }}.config import MODELS, saved_config
@@ -74,6 +75,25 @@ def taken_in_turn(labels: list[int], cap: int) -> list[int]:
 
 def read_tsv(path) -> list[list[str]]:
     return [line.split("\t") for line in path.read_text().splitlines()]
+
+
+def test_a_failing_insight_is_one_line_and_the_loggers_still_finish(train, recorded, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("a model whose features cannot be read\nsecond line")
+
+    monkeypatch.setattr(insight, "predict_split", broken)
+    finished = []
+    monkeypatch.setattr(RunLogger, "finish", lambda self, *args: finished.append(type(self)))
+    run_dir = train(*INSIGHT)
+    log_lines = (run_dir / "train.log").read_text().splitlines()
+    errors = [line.split(" ERROR ", 1)[1] for line in log_lines if " ERROR " in line]
+    assert errors == [
+        "the end-of-run embeddings and mistakes failed (RuntimeError: a model whose features "
+        "cannot be read): the run and its checkpoints are complete; pass --embeddings 0 "
+        "--mistakes 0 to leave them out"
+    ]
+    assert recorded and all(type(logger) in finished for logger in recorded)
+    assert (run_dir / "best.pt").exists()
 
 
 def test_embedded_images_take_each_class_in_turn():

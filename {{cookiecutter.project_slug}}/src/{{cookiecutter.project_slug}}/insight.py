@@ -49,6 +49,29 @@ class SplitPredictions:
     thumbnails: torch.Tensor
 
 
+def record_insights_or_say_why(
+    config: Config,
+    training: Training,
+    device: torch.device,
+    run_dir: Path,
+    loggers: RunLogger,
+    step: int,
+    log: logging.Logger,
+) -> None:
+    """record_insights, whose failure is one line in the log and never the run's: the loggers'
+    finish (best values, artifacts) and the ONNX export still follow."""
+    try:
+        record_insights(config, training, device, run_dir, loggers, step, log)
+    except Exception as error:  # an extra view of a finished run; its checkpoints are complete
+        reason = str(error).splitlines()[0] if str(error) else ""
+        log.error(
+            "the end-of-run embeddings and mistakes failed (%s: %s): the run and its checkpoints "
+            "are complete; pass --embeddings 0 --mistakes 0 to leave them out",
+            type(error).__name__,
+            reason,
+        )
+
+
 def record_insights(
     config: Config,
     training: Training,

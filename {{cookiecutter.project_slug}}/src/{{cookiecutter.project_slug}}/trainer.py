@@ -31,7 +31,7 @@ from .engine import (
 )
 from .errors import StoppedEarly, UserError, user_message
 from .features import load_implementations
-from .insight import record_insights
+from .insight import record_insights_or_say_why
 from .loggers import (
     ExperimentLoggers,
     append_to_run_log,
@@ -242,7 +242,7 @@ def fit(
     log.info("trained to epoch %d in %.1f s", progress.epoch, time.perf_counter() - started)
     if runtime.is_main and finished_training(run, training, stop):
         step = progress.global_step
-        record_insights(config, training, runtime.device, run_dir, loggers, step, log)
+        record_insights_or_say_why(config, training, runtime.device, run_dir, loggers, step, log)
     loggers.finish({run.monitor: training.stopper.best}, run_dir / "best.pt")
     selected_by = f"ema_{run.monitor}" if training.optimisation.ema is not None else run.monitor
     log.info("best %s %.4f; run folder %s", selected_by, training.stopper.best, run_dir)
