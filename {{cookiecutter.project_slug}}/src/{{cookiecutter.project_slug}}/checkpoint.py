@@ -16,6 +16,7 @@ from .data import class_count_of, image_size_of
 from .ema import ExponentialMovingAverage
 from .engine import Training
 from .errors import UserError
+from .image_folder import class_differences, folder_class_names
 from .runtime import Runtime
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -174,7 +175,22 @@ def load_resumable(path: Path, config: Config) -> dict:
             f"has {classes}: resume with the data it was trained on, or start a new --name "
             "without --resume"
         )
+    check_same_class_names(path, state["data_spec"]["class_names"], config.data)
     return state
+
+
+def check_same_class_names(path: Path, trained: list[str], data: DataConfig) -> None:
+    """An image folder's classes by name: the same count under other names would give the
+    model's outputs to other classes."""
+    if data.dataset != "image_folder":
+        return
+    classes = folder_class_names(Path(data.data_dir))
+    if classes != list(trained):
+        raise UserError(
+            f"checkpoint {path} was trained on the classes {', '.join(trained)}, but "
+            f"{data.data_dir} has others ({class_differences(trained, classes)}): resume with "
+            "the data it was trained on, or start a new --name without --resume"
+        )
 
 
 def restore_run_state(training: Training, state: dict, path: Path, rank: int) -> None:

@@ -182,15 +182,20 @@ def class_names(folder: Path) -> list[str]:
 
 
 def check_same_classes(reference: Path, folder: Path, classes: list[str]) -> None:
-    found = set(class_folders(folder))
-    missing, extra = sorted(set(classes) - found), sorted(found - set(classes))
-    if missing or extra:
-        differences = [f"missing {', '.join(missing)}"] if missing else []
-        differences += [f"extra {', '.join(extra)}"] if extra else []
+    found = list(class_folders(folder))
+    if set(found) != set(classes):
         raise UserError(
-            f"class folders of {folder} differ from {reference} ({'; '.join(differences)}): "
-            "give every split the same class folders"
+            f"class folders of {folder} differ from {reference} "
+            f"({class_differences(classes, found)}): give every split the same class folders"
         )
+
+
+def class_differences(expected: list[str], found: list[str]) -> str:
+    """'missing a; extra b': how the class names `found` differ from those `expected`."""
+    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    differences = [f"missing {', '.join(missing)}"] if missing else []
+    differences += [f"extra {', '.join(extra)}"] if extra else []
+    return "; ".join(differences) or "the same names in another order"
 
 
 def list_images(folder: Path, classes: list[str]) -> tuple[list[Sample], list[Path]]:
