@@ -1,0 +1,68 @@
+"""The same command with the same seed keeps giving the same metrics.jsonl values.
+
+Three kept runs, whose every recorded value but the timings must come out again: the default
+recipe on digits, a photo folder read by two loader workers, and a two-process DDP run. A change
+that moves them changes what users get from a command they already run, so it must be meant:
+`UPDATE_REFERENCE_METRICS=1 pytest tests/test_reference_metrics.py` rewrites the files, and the
+diff shows by how much. Losses and accuracies are compared to a small tolerance, since another
+CPU may round a sum in another order.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import NO_INSIGHT, read_metrics, run_command, train_command
+from photos import build_photo_folder
+
+REFERENCES = Path(__file__).parent / "reference_metrics"
+TIMINGS = {"samples_per_second", "epoch_seconds"}
+COMMON = ["--epochs", "2", "--deterministic", "--seed", "3", "--no-progress", *NO_INSIGHT]
+PHOTOS = ["--dataset", "image_folder", "--image-size", "32", "--batch-size", "12"]
+PHOTOS += ["--num-workers", "2"]
+CASES = {
+    "digits_default": ([], 1),
+    "image_folder_workers": (PHOTOS, 1),
+    "digits_ddp_2_processes": ([], 2),
+}
+
+
+def kept_values(records: list[dict]) -> list[dict]:
+    return [
+        {key: value for key, value in record.items() if key not in TIMINGS} for record in records
+    ]
+
+
+def assert_same_values(actual, expected, where: str = "") -> None:
+    if isinstance(expected, dict):
+        assert sorted(actual) == sorted(expected), where
+        for key in expected:
+            assert_same_values(actual[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert len(actual) == len(expected), where
+        for index, (got, kept) in enumerate(zip(actual, expected, strict=True)):
+            assert_same_values(got, kept, f"{where}[{index}]")
+    elif isinstance(expected, float):
+        assert actual == pytest.approx(expected, rel=1e-4, abs=1e-6), where
+    else:
+        assert actual == expected, where
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES)
+def test_same_command_gives_the_kept_metrics(render, preloaded_python, tmp_path, case):
+    flags, processes = CASES[case]
+    project = render(multi_gpu="ddp")
+    if "image_folder" in flags:
+        build_photo_folder(tmp_path / "photos", "train_val", classes=3, train_per_class=24)
+        flags = [*flags, "--data-dir", str(tmp_path / "photos")]
+    command = [*train_command(preloaded_python, processes), *COMMON, *flags]
+    result = run_command([*command, "--output-dir", str(tmp_path), "--name", case], project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    values = kept_values(read_metrics(tmp_path / case))
+    reference = REFERENCES / f"{case}.json"
+    if os.environ.get("UPDATE_REFERENCE_METRICS") == "1":
+        reference.write_text(json.dumps(values, indent=1) + "\n")
+    assert_same_values(values, json.loads(reference.read_text()), case)
