@@ -204,6 +204,18 @@ def one_image_per_class(root: Path, train) -> list[str]:
     return ["--dataset", "image_folder", "--data-dir", str(root / "data"), "--image-size", "8"]
 
 
+def resume_on_a_copy_with_a_class_renamed(root: Path, train) -> list[str]:
+    """Same class count, other names: the model's outputs would go to other classes."""
+    for name in ("cat", "dog"):
+        write_images(root / "photos" / name, count=4)
+    folder = ["--dataset", "image_folder", "--image-size", "8", "--batch-size", "2"]
+    checkpoint = trained_run(root, train, *folder, "--data-dir", str(root / "photos"))
+    write_images(root / "copy" / "cat", count=4)
+    write_images(root / "copy" / "bear", count=4)
+    last = checkpoint.with_name("last.pt")
+    return ["--resume", str(last), "--name", "b", *folder, "--data-dir", str(root / "copy")]
+
+
 CASES = {
     "epochs zero": (flags("--epochs", "0"), "--epochs: must be a positive whole number"),
     "epochs not a number": (flags("--epochs", "ten"), "--epochs: must be a whole number"),
@@ -370,6 +382,10 @@ CASES = {
     "one image per class: none to hold out for validation": (
         one_image_per_class,
         "the validation split has no images (--val-fraction holds images out only of classes",
+    ),
+    "resume on a copy of the folder with a class renamed": (
+        resume_on_a_copy_with_a_class_renamed,
+        "was trained on the classes cat, dog, but",
     ),
 }
 # Cases that need another rendering than the catalogue's default one.

@@ -4,6 +4,7 @@ import io
 import json
 import logging
 import math
+import shutil
 import unicodedata
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from {{ cookiecutter.project_slug }}.checkpoint import recorded_split
+from {{ cookiecutter.project_slug }}.checkpoint import load_resumable, recorded_split
 from {{ cookiecutter.project_slug }}.config import parse_config
 from {{ cookiecutter.project_slug }}.data import build_datasets, photo_transforms, run_split_record
 from {{ cookiecutter.project_slug }}.errors import UserError, run_reporting_user_errors
@@ -440,3 +441,19 @@ def test_a_checkpoint_without_a_recorded_split_still_resumes_and_evaluates(train
     assert evaluate_main(["--checkpoint", str(run_dir / "last.pt")]) == 0
     train(*data, "--batch-size", "4", "--epochs", "2", "--resume", "auto")
     assert json.loads((run_dir / "split.json").read_text()) == record  # carved again by the seed
+
+
+def test_resume_on_a_folder_with_a_class_renamed_is_refused(train, tmp_path):
+    """Same class count, other names: resuming would hand the model's outputs to other classes
+    (the renamed one sorts first here); only the folder the split was recorded on checks it."""
+    for name in ("cat", "dog"):
+        write_images(tmp_path / "photos" / name, 4, size=(8, 8))
+    photos = ("--dataset", "image_folder", "--data-dir", str(tmp_path / "photos"))
+    run_dir = train(*photos, "--batch-size", "4")
+    shutil.copytree(tmp_path / "photos", tmp_path / "copy")
+    (tmp_path / "copy" / "dog").rename(tmp_path / "copy" / "bear")
+    data = ["--dataset", "image_folder", "--data-dir", str(tmp_path / "copy"), "--image-size"]
+    config = parse_config([*data, "8", "--warmup-epochs", "0"])
+    refused = r"trained on the classes cat, dog, but .* \(missing dog; extra bear\)"
+    with pytest.raises(UserError, match=refused):
+        load_resumable(run_dir / "last.pt", config)
