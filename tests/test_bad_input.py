@@ -387,6 +387,11 @@ CASES = {
         resume_on_a_copy_with_a_class_renamed,
         "was trained on the classes cat, dog, but",
     ),
+    "resume with another seed": (resume_previous_run("--seed", "3"), "was trained with --seed 3"),
+    "resume with another validation share": (
+        resume_previous_run("--val-fraction", "0.5"),
+        "was trained with --val-fraction 0.5",
+    ),
 }
 # Cases that need another rendering than the catalogue's default one.
 ANSWERS = {"wandb server unreachable": {"logger": "wandb"}}

@@ -457,3 +457,17 @@ def test_resume_on_a_folder_with_a_class_renamed_is_refused(train, tmp_path):
     refused = r"trained on the classes cat, dog, but .* \(missing dog; extra bear\)"
     with pytest.raises(UserError, match=refused):
         load_resumable(run_dir / "last.pt", config)
+
+
+def test_resume_with_another_seed_or_validation_share_is_refused(train, tmp_path):
+    """They carved the recorded split: a resume under others would keep that split while its
+    config.yaml said otherwise (and re-carve it on digits, making training images val ones)."""
+    for name in ("cat", "dog"):
+        write_images(tmp_path / "photos" / name, 4, size=(8, 8))
+    photos = ["--dataset", "image_folder", "--data-dir", str(tmp_path / "photos")]
+    run_dir = train(*photos, "--batch-size", "4")
+    for flag, value, trained_with in (("--seed", "7", "0"), ("--val-fraction", "0.5", "0.2")):
+        config = parse_config([*photos, "--image-size", "8", "--warmup-epochs", "0", flag, value])
+        refused = f"was trained with {flag} {trained_with}: resume with the same flags"
+        with pytest.raises(UserError, match=refused):
+            load_resumable(run_dir / "last.pt", config)
