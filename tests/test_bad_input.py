@@ -524,6 +524,11 @@ def onnx_model_without_its_suffix(root: Path, train) -> list[str]:
     return ["--checkpoint", str(root / "model")]
 
 
+def sweep_study_as_checkpoint(root: Path, train) -> list[str]:
+    study_folder(root, train)
+    return ["--checkpoint", str(root / "runs" / "sweep")]
+
+
 PREDICT_CASES = {
     name: (with_images(SHARED_CHECKPOINT_CASES[name][0]), SHARED_CHECKPOINT_CASES[name][1])
     for name in (
@@ -545,6 +550,10 @@ PREDICT_CASES |= {
     "ONNX model without .onnx": (
         with_images(onnx_model_without_its_suffix),
         "and not named *.onnx as an ONNX model must be",
+    ),
+    "sweep's study folder as checkpoint": (
+        with_images(sweep_study_as_checkpoint),
+        "holds no best.pt or last.pt, so is not a run folder",
     ),
 }
 COMMANDS = {

@@ -216,6 +216,14 @@ def folder_with_last_only(root: Path) -> Path:
     return root / "run"
 
 
+def study_folder(root: Path) -> Path:
+    """What sweep leaves: its trials hold the checkpoints, the folder itself none."""
+    (root / "sweep" / "trial-0000").mkdir(parents=True)
+    for name in ("study.db", "best.yaml"):
+        (root / "sweep" / name).write_bytes(b"")
+    return root / "sweep"
+
+
 def empty_folder(root: Path) -> Path:
     (root / "empty" / "sub").mkdir(parents=True)
     (root / "empty" / "sub" / "readme.md").write_text("no images")
@@ -266,6 +274,10 @@ MISTAKES = {
     "output onto a folder": (
         [IMAGES, "--checkpoint", CHECKPOINT, "--output", IMAGES],
         "is a folder",
+    ),
+    "sweep's study folder as checkpoint": (
+        [IMAGES, "--checkpoint", study_folder],
+        "holds no best.pt or last.pt, so is not a run folder",
     ),
 }
 

@@ -99,12 +99,17 @@ def model_file(path: Path) -> Path:
     """--checkpoint as given, or a run folder's best.pt."""
     if not path.is_dir():
         return path
-    if not (path / "best.pt").is_file():
+    if (path / "best.pt").is_file():
+        return path / "best.pt"
+    if (path / "last.pt").is_file():
         raise UserError(
             f"run folder {path} has no best.pt: pass --checkpoint {path / 'last.pt'} or another "
             "run folder"
         )
-    return path / "best.pt"
+    raise UserError(
+        f"{path} holds no best.pt or last.pt, so is not a run folder: pass a run folder (a "
+        "sweep's runs are its trial-NNNN folders), a best.pt, last.pt or model.onnx"
+    )
 
 
 def load_model(path: Path, device: torch.device) -> Predictor:
