@@ -14,14 +14,13 @@ figures of 1,000 classes cost at most 10 % of the epoch.
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import sys
 import time
 
 import torch
-from rendered_project import ROOT, build_training, import_project, render_project
+from rendered_project import ROOT, build_training, import_project, machine_line, render_project
 
 SCRATCH = ROOT / ".scratch" / "benchmarks" / "figures"
 MODULES = ("config", "data", "engine", "features", "runtime", "trainer")
@@ -106,13 +105,6 @@ def table(seconds: dict[str, list[float]]) -> str:
         cells = [name, f"{median:.4f}", f"{min(values):.4f}-{max(values):.4f}", share]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def machine_line() -> str:
-    return (
-        f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"Python {platform.python_version()}, {'CUDA' if torch.cuda.is_available() else 'no GPU'}"
-    )
 
 
 def main() -> None:

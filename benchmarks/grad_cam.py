@@ -14,15 +14,13 @@ epoch at most 10 % longer with Grad-CAM.
 import argparse
 import itertools
 import os
-import platform
 import shutil
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 
-import torch
-from rendered_project import ROOT, import_project, render_project
+from rendered_project import ROOT, import_project, machine_line, render_project
 
 SCRATCH = ROOT / ".scratch" / "benchmarks" / "grad_cam"
 VARIANTS = {"without --cam-every": [], "--cam-every 1": ["--cam-every", "1"]}
@@ -129,13 +127,6 @@ def table(runs: dict[str, list[Run]]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def machine_line() -> str:
-    return (
-        f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"Python {platform.python_version()}, {'CUDA' if torch.cuda.is_available() else 'no GPU'}"
-    )
 
 
 def main() -> None:

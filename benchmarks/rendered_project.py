@@ -3,6 +3,7 @@
 import importlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -45,3 +46,11 @@ def import_project(project_dir: Path, names: tuple[str, ...]) -> dict:
     """The generated package's modules `names`, by name."""
     sys.path.insert(0, str(project_dir / "src"))
     return {name: importlib.import_module(f"{PACKAGE}.{name}") for name in names}
+
+
+def machine_line() -> str:
+    """The machine a benchmark ran on, for the first line of its output."""
+    return (
+        f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"Python {platform.python_version()}, {'CUDA' if torch.cuda.is_available() else 'no GPU'}"
+    )
