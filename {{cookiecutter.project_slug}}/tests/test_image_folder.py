@@ -190,8 +190,8 @@ def test_non_image_files_are_named_in_one_line(tmp_path, caplog):
         splits, spec = image_folder(tmp_path)
     assert spec.class_names == ("cat", "dog")
     assert sum(split_sizes(splits).values()) == 7  # the GIF counts, the others do not
-    (line,) = [record.message for record in caplog.records if "not images" in record.message]
-    assert line.startswith("ignored 5 file(s) or folder(s) that are not images in class folders:")
+    (line,) = [record.message for record in caplog.records if "not class images" in record.message]
+    assert line.startswith("ignored 5 file(s) or folder(s) that are not class images:")
     for name in ("cat/notes.txt", "cat/.DS_Store", "dog/._2.png", ".ipynb_checkpoints", "0.png"):
         assert name in line
 
@@ -304,7 +304,7 @@ def test_hidden_folders_are_skipped_at_every_depth(tmp_path, caplog):
     assert len(samples) == 7
     folders = {name for path, _ in samples for name in path.relative_to(tmp_path).parts[:-1]}
     assert folders == {"cat", "dog", "2024"}
-    (line,) = [record.message for record in caplog.records if "not images" in record.message]
+    (line,) = [record.message for record in caplog.records if "not class images" in record.message]
     for name in ("cat/.ipynb_checkpoints", "dog/2024/.cache", "dog/2024/__MACOSX"):
         assert name in line
 

@@ -246,7 +246,7 @@ def check_every_class_kept_images(
 def report_ignored(root: Path, ignored: list[Path]) -> None:
     if ignored:
         log.info(
-            "ignored %d file(s) or folder(s) that are not images in class folders: %s",
+            "ignored %d file(s) or folder(s) that are not class images: %s",
             len(ignored),
             quoted(root, ignored),
         )
