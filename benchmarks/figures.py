@@ -23,7 +23,7 @@ import torch
 from rendered_project import ROOT, build_training, import_project, machine_line, render_project
 
 SCRATCH = ROOT / ".scratch" / "benchmarks" / "figures"
-MODULES = ("config", "data", "engine", "features", "runtime", "trainer")
+MODULES = ("config.schema", "data.loaders", "training.loop", "config.extras", "runs.runtime", "training.fit")
 MODULES += ("loggers.tensorboard_logger",)
 CLASS_COUNTS = (10, 200, 1000)
 BAR = 0.10  # the figures of the most classes may cost at most this share of an epoch
@@ -34,7 +34,7 @@ def training_epoch(project: dict):
     """A function that trains one more epoch of the digits, as the generated trainer does."""
     argv = ["--dataset", "digits", "--device", "cpu", "--output-dir", str(SCRATCH / "runs")]
     config, training, runtime = build_training(project, argv)
-    engine = project["engine"]
+    engine = project["training.loop"]
 
     def one_epoch() -> None:
         engine.train_one_epoch(
@@ -66,7 +66,7 @@ def validation_results(classes: int) -> dict:
 def figure_logging(project: dict, config, classes: int):
     """A function that logs one more epoch's figures of `classes` classes to TensorBoard."""
     names = tuple(f"class {index:04d}" for index in range(classes))
-    spec = project["data"].DataSpec(names, 1, 8, (0.5,), (0.5,), 8)
+    spec = project["data.loaders"].DataSpec(names, 1, 8, (0.5,), (0.5,), 8)
     folder = SCRATCH / "runs" / f"{classes}-classes"
     logger = project["loggers.tensorboard_logger"].TensorBoardLogger(folder, config, spec, None)
     results = validation_results(classes)
@@ -116,7 +116,7 @@ def main() -> None:
     rounds = 2 if args.quick else args.rounds
     shutil.rmtree(SCRATCH, ignore_errors=True)
     project = import_project(render_project(SCRATCH / "project", SCRATCH), MODULES)
-    project["features"].load_implementations()
+    project["config.extras"].load_implementations()
     load = os.getloadavg()[0]
     seconds = measure(project, rounds, tuple(args.classes))
     print(f"machine: {machine_line()}")

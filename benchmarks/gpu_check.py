@@ -70,7 +70,7 @@ GPU_DATA = "--dataset fake --fake-samples 640 --image-size 32 --batch-size 64".s
 CPU_DATA = "--dataset fake --fake-samples 160 --image-size 8 --batch-size 32".split()
 TRAIN_TIMEOUT = 180
 TEST_TIMEOUT = 300
-PROJECT_MODULES = ("config", "engine", "features", "optim", "runtime", "trainer")
+PROJECT_MODULES = ("config.schema", "training.loop", "config.extras", "training.optimisation", "runs.runtime", "training.fit")
 BENCH_MODELS = ("simple_cnn", "resnet18")
 BENCH_TRAIN_BATCHES = 8  # full batches collated once and cached on the device
 QUIET = logging.getLogger("gpu-check")
@@ -470,7 +470,7 @@ def parse_config(project: dict, argv: list[str]):
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            return project["config"].parse_config(argv)
+            return project["config.schema"].parse_config(argv)
     except SystemExit:
         raise Skipped(f"the rendered project refuses it: {errors.getvalue().strip()}") from None
 
@@ -479,9 +479,9 @@ def build_training(project: dict, argv: list[str], device: torch.device):
     """(config, Training) for `argv`, built by the generated trainer on `device` as a run
     builds them."""
     config = parse_config(project, argv)
-    project["runtime"].seed_everything(config.run.seed, config.run.deterministic)
-    runtime = project["runtime"].Runtime(device)
-    return config, project["trainer"].build_training(config, runtime, QUIET)
+    project["runs.runtime"].seed_everything(config.run.seed, config.run.deterministic)
+    runtime = project["runs.runtime"].Runtime(device)
+    return config, project["training.fit"].build_training(config, runtime, QUIET)
 
 
 def is_compiled(model: nn.Module) -> bool:
@@ -529,8 +529,8 @@ def drop_step_values(values: dict, step: int) -> None:
 
 def generated_loop(project: dict, config, training, batches: list, device: torch.device):
     """The generated epoch, called as trainer.fit calls it."""
-    engine = project["engine"]
-    runtime = project["runtime"].Runtime(device)
+    engine = project["training.loop"]
+    runtime = project["runs.runtime"].Runtime(device)
 
     def run_epoch() -> None:
         engine.train_one_epoch(
@@ -553,7 +553,7 @@ def bare_loop(project: dict, reference: Reference, variant: Variant, batches: li
     """The floor: to(device), forward, loss, backward, step, zero_grad; with the variant's
     autocast, memory layout and torch.compile."""
     model = copy.deepcopy(reference.model).to(memory_format=variant.memory_format)
-    optimizer = project["optim"].build_optimizer(model, reference.config.optim)
+    optimizer = project["training.optimisation"].build_optimizer(model, reference.config.optim)
     forward = torch.compile(model) if variant.compile else model
     loss_fn = nn.CrossEntropyLoss()
 
@@ -702,7 +702,7 @@ def stage_throughput(plan: Plan) -> bool:
         print("the all-options project was not rendered: see stage 1")
         return False
     project = import_project(project_dir, PROJECT_MODULES)
-    project["features"].load_implementations()  # registers --amp's precision
+    project["config.extras"].load_implementations()  # registers --amp's precision
     rows = measure_variants(project, plan)
     report_throughput(plan, rows)
     return not any(row.error for row in rows)

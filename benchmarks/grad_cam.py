@@ -47,7 +47,7 @@ def epoch_clock(project: dict) -> Clock:
     loggers register when their modules load): it sees every event after the run's own
     loggers. Between validation and log_cam lie drawing Grad-CAM and writing it (the PNG, the
     TensorBoard image)."""
-    project["features"].load_implementations()
+    project["config.extras"].load_implementations()
     clock = Clock()
 
     class EpochClock(project["loggers.base"].RunLogger):
@@ -138,7 +138,7 @@ def main() -> None:
     rounds, epochs = (1, 3) if args.quick else (args.rounds, args.epochs)
     shutil.rmtree(SCRATCH, ignore_errors=True)
     project_dir = render_project(SCRATCH / "project", SCRATCH)
-    project = import_project(project_dir, ("train", "features", "loggers.base"))
+    project = import_project(project_dir, ("train", "config.extras", "loggers.base"))
     load = os.getloadavg()[0]
     runs = measure(project, rounds, epochs)
     print(f"machine: {machine_line()}")

@@ -41,7 +41,7 @@ from torchvision import datasets
 from torchvision.datasets.folder import default_loader
 
 SCRATCH = ROOT / ".scratch" / "benchmarks" / "image-folder"
-PROJECT_MODULES = ("config", "data", "engine", "image_files", "image_folder", "runtime", "trainer")
+PROJECT_MODULES = ("config.schema", "data.loaders", "training.loop", "data.image_files", "data.image_folder", "runs.runtime", "training.fit")
 sys.path.insert(0, str(ROOT / "tests"))
 from photos import build_photo_folder  # noqa: E402  (tests/ is not a package)
 
@@ -83,7 +83,7 @@ def build_folders(quick: bool) -> dict[str, Path]:
 
 
 def image_paths(folder: Path, project: dict) -> list[Path]:
-    is_image = project["image_files"].is_image_file
+    is_image = project["data.image_files"].is_image_file
     return sorted(path for path in folder.rglob("*") if path.is_file() and is_image(path))
 
 
@@ -109,7 +109,7 @@ def timed_check(project: dict, root: Path, paths: list[Path], cache: Path) -> fl
     """Seconds of one `find_unreadable` call with its cache under `cache`; every photo must pass."""
     os.environ["XDG_CACHE_HOME"] = str(cache)
     started = time.perf_counter()
-    problems = project["image_folder"].find_unreadable(root, paths)
+    problems = project["data.image_folder"].find_unreadable(root, paths)
     seconds = time.perf_counter() - started
     if problems:
         sys.exit(f"the check rejected generated photos: {problems}")
@@ -175,10 +175,10 @@ def usable_cores() -> int:
 
 def generated_loader(project: dict, folder: Path, workers: int) -> DataLoader:
     """The train loader exactly as the generated trainer builds it."""
-    data = project["data"]
+    data = project["data.loaders"]
     argv = ["--dataset", "image_folder", "--data-dir", str(folder)]
     argv += ["--batch-size", str(BATCH_SIZE), "--num-workers", str(workers)]
-    config = project["config"].parse_config(argv)
+    config = project["config.schema"].parse_config(argv)
     splits, spec = data.build_datasets(config.data)
     train, _ = data.build_loaders(splits["train"], splits["val"], spec, config.data, 0, 1, False)
     return train
@@ -195,7 +195,7 @@ def bare_dataset(project: dict, folder: Path, transform) -> datasets.ImageFolder
     torchvision's own extension list leaves out .gif; `is_valid_file` takes the generated
     list instead, so that both loaders read the same files.
     """
-    is_image = project["image_files"].is_image_file
+    is_image = project["data.image_files"].is_image_file
     return datasets.ImageFolder(
         folder / "train",
         transform=transform,
@@ -301,7 +301,7 @@ def sample_costs(project: dict, folder: Path, rounds: int) -> tuple[dict, dict]:
     transforms of one small image run on the calling thread). Returns ({part: per-round µs},
     {file kind: (files, {read part: per-round µs})}).
     """
-    data, load_rgb = project["data"], project["image_files"].load_rgb
+    data, load_rgb = project["data.loaders"], project["data.image_files"].load_rgb
     loader = generated_loader(project, folder, 0)
     generated, sampler = loader.dataset, loader.sampler
     transform = train_transform(loader)
@@ -422,7 +422,7 @@ def training_rates(
     project: dict, folder: Path, model: str, image_size: int, epochs: int, cap: int | None
 ) -> list[float]:
     """samples/s that the generated train_one_epoch reports, for `epochs` epochs after a warm-up."""
-    workers = project["data"].default_num_workers("image_folder", 1)
+    workers = project["data.loaders"].default_num_workers("image_folder", 1)
     argv = ["--dataset", "image_folder", "--data-dir", str(folder), "--model", model]
     argv += ["--image-size", str(image_size), "--num-workers", str(workers)]
     argv += ["--device", "cpu", "--output-dir", str(SCRATCH / "runs")]
@@ -431,7 +431,7 @@ def training_rates(
     rates = []
     for epoch in range(epochs + 1):
         loader.sampler.set_epoch(epoch)
-        values = project["engine"].train_one_epoch(
+        values = project["training.loop"].train_one_epoch(
             training.model,
             loader,
             training.optimisation,
@@ -621,7 +621,7 @@ def main() -> None:
     project_dir = render_project(SCRATCH / "project", SCRATCH)
     project = import_project(project_dir, PROJECT_MODULES)
     folders = build_folders(args.quick)
-    default_workers = project["data"].default_num_workers("image_folder", 1)
+    default_workers = project["data.loaders"].default_num_workers("image_folder", 1)
     train_images = len(image_paths(folders["loader"] / "train", project))
     sections, others = {}, {}
 

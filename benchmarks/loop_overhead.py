@@ -33,7 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 SCRATCH = ROOT / ".scratch" / "benchmarks"
-PROJECT_MODULES = ("config", "engine", "features", "loggers", "optim", "runtime", "trainer")
+PROJECT_MODULES = ("config.schema", "training.loop", "config.extras", "loggers", "training.optimisation", "runs.runtime", "training.fit")
 
 # Each case is the generated project's own command line; 640 fake samples leave 512 for training.
 CASES = {
@@ -84,12 +84,12 @@ def build_case(name: str, project: dict, epochs: int, cached: bool) -> Case:
 
 def generated_loop(case: Case) -> Callable[[], None]:
     """The generated epoch with what a real run passes: its loggers and a progress bar."""
-    engine, training = case.project["engine"], case.training
+    engine, training = case.project["training.loop"], case.training
     run_dir = SCRATCH / "runs" / f"generated-{case.name}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    case.project["features"].load_implementations()  # registers the chosen loggers
+    case.project["config.extras"].load_implementations()  # registers the chosen loggers
     loggers = case.project["loggers"].build_loggers(case.config, run_dir, training.spec, None)
-    cpu = case.project["runtime"].Runtime(torch.device("cpu"))
+    cpu = case.project["runs.runtime"].Runtime(torch.device("cpu"))
 
     def run_epoch() -> None:
         training.train_loader.sampler.set_epoch(training.progress.epoch)
@@ -111,7 +111,7 @@ def generated_loop(case: Case) -> Callable[[], None]:
 def bare_loop(case: Case) -> Callable[[], None]:
     """The floor: to(device), forward, loss, backward, step, zero_grad; nothing else."""
     model = fresh_model(case)
-    optimizer = case.project["optim"].build_optimizer(model, case.config.optim)
+    optimizer = case.project["training.optimisation"].build_optimizer(model, case.config.optim)
     loss_fn = nn.CrossEntropyLoss()
     loader, device = case.training.train_loader, torch.device("cpu")
 
@@ -166,7 +166,7 @@ def lightning_loop(case: Case) -> Callable[[], float]:
     is also the bar library of the generated loop.
     """
     model = fresh_model(case)
-    optim = case.project["optim"]
+    optim = case.project["training.optimisation"]
     optimizer = optim.build_optimizer(model, case.config.optim)
     scheduler = optim.build_scheduler(optimizer, case.config.optim, len(case.training.train_loader))
     module = Classifier(model, optimizer, scheduler)
@@ -316,8 +316,8 @@ def per_call_microseconds(call: Callable[[], object], calls: int = 2000) -> floa
 def step_extras(case: Case) -> dict[str, float]:
     """Microseconds per optimizer step of each piece of host work the generated step adds to
     a bare one, each timed alone on the case's real tensors."""
-    engine, training = case.project["engine"], case.training
-    runtime = case.project["runtime"].Runtime(torch.device("cpu"))
+    engine, training = case.project["training.loop"], case.training
+    runtime = case.project["runs.runtime"].Runtime(torch.device("cpu"))
     optimisation = copy.deepcopy(training.optimisation)
     images, targets = training.train_loader[0]
     with torch.no_grad():

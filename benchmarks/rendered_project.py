@@ -33,13 +33,13 @@ def render_project(output_dir: Path, scratch: Path) -> Path:
 def build_training(project: dict, argv: list[str]):
     """(config, Training, cpu Runtime) for `argv`, built by the generated trainer as a real run
     builds them, with its log lines kept quiet."""
-    runtime = project["runtime"]
-    config = project["config"].parse_config(argv)
+    runtime = project["runs.runtime"]
+    config = project["config.schema"].parse_config(argv)
     runtime.seed_everything(config.run.seed, config.run.deterministic)
     quiet = logging.getLogger("benchmark")
     quiet.setLevel(logging.WARNING)
     cpu = runtime.Runtime(torch.device("cpu"))
-    return config, project["trainer"].build_training(config, cpu, quiet), cpu
+    return config, project["training.fit"].build_training(config, cpu, quiet), cpu
 
 
 def import_project(project_dir: Path, names: tuple[str, ...]) -> dict:

@@ -23,18 +23,18 @@ def unselected_paths(answers: dict) -> list[str]:
         paths += ["configs/wandb_sweep.yaml", "tests/test_wandb_sweep.py", "tests/offline_wandb.py"]
         paths += ["tests/test_insight_wandb.py", "tests/test_cam_wandb.py"]
     if answers["mixed_precision"] != "yes":
-        paths.append(f"{package}/amp.py")
+        paths.append(f"{package}/training/amp.py")
         paths.append("tests/test_amp.py")
     if multi_gpu not in ("ddp", "both"):
-        paths.append(f"{package}/distributed.py")
+        paths.append(f"{package}/runs/distributed.py")
         paths.append(f"{package}/launch.py")
         paths.append("tests/test_distributed.py")
         paths.append("slurm")
     if multi_gpu not in ("dp", "both"):
-        paths.append(f"{package}/data_parallel.py")
+        paths.append(f"{package}/runs/data_parallel.py")
         paths.append("tests/test_data_parallel.py")
     if answers["onnx_export"] != "yes":
-        paths += [f"{package}/export.py", f"{package}/predict_onnx.py"]
+        paths += [f"{package}/export.py", f"{package}/models/onnx_model.py"]
         paths += ["tests/test_export.py", "tests/test_predict_onnx.py"]
     if answers["ci"] != "github":
         paths.append(".github")

@@ -67,39 +67,47 @@ def expected_files(answers: dict) -> set[str]:
         "tests/test_sweep.py",
         "tests/test_cam.py",
         f"{package}/__init__.py",
-        f"{package}/cam.py",
-        f"{package}/checkpoint.py",
-        f"{package}/config.py",
-        f"{package}/data.py",
-        f"{package}/early_stopping.py",
-        f"{package}/ema.py",
-        f"{package}/engine.py",
         f"{package}/errors.py",
-        f"{package}/evaluate.py",
-        f"{package}/features.py",
-        f"{package}/flags.py",
-        f"{package}/image_files.py",
-        f"{package}/image_folder.py",
-        f"{package}/insight.py",
-        f"{package}/models.py",
-        f"{package}/optim.py",
-        f"{package}/pictures.py",
-        f"{package}/predict.py",
-        f"{package}/precision.py",
-        f"{package}/preemption.py",
-        f"{package}/report.py",
-        f"{package}/run_folder.py",
-        f"{package}/runtime.py",
-        f"{package}/sweep.py",
-        f"{package}/sweep_space.py",
-        f"{package}/sweep_study.py",
-        f"{package}/sweep_trial.py",
         f"{package}/train.py",
-        f"{package}/trainer.py",
+        f"{package}/evaluate.py",
+        f"{package}/predict.py",
+        f"{package}/sweep.py",
+        f"{package}/config/__init__.py",
+        f"{package}/config/schema.py",
+        f"{package}/config/flags.py",
+        f"{package}/config/extras.py",
+        f"{package}/data/__init__.py",
+        f"{package}/data/loaders.py",
+        f"{package}/data/image_files.py",
+        f"{package}/data/image_folder.py",
+        f"{package}/models/__init__.py",
+        f"{package}/models/registry.py",
+        f"{package}/runs/__init__.py",
+        f"{package}/runs/checkpoint.py",
+        f"{package}/runs/folder.py",
+        f"{package}/runs/preemption.py",
+        f"{package}/runs/runtime.py",
+        f"{package}/training/__init__.py",
+        f"{package}/training/fit.py",
+        f"{package}/training/loop.py",
+        f"{package}/training/resume.py",
+        f"{package}/training/optimisation.py",
+        f"{package}/training/ema.py",
+        f"{package}/training/early_stopping.py",
+        f"{package}/training/precision.py",
+        f"{package}/training/report.py",
+        f"{package}/insight/__init__.py",
+        f"{package}/insight/cam.py",
+        f"{package}/insight/finished_run.py",
+        f"{package}/sweeps/__init__.py",
+        f"{package}/sweeps/space.py",
+        f"{package}/sweeps/study.py",
+        f"{package}/sweeps/trial.py",
         f"{package}/loggers/__init__.py",
         f"{package}/loggers/base.py",
         f"{package}/loggers/metrics_file.py",
         f"{package}/loggers/cam_files.py",
+        f"{package}/loggers/pictures.py",
     }
     if answers["license"] != "none":
         files.add("LICENSE")
@@ -111,14 +119,14 @@ def expected_files(answers: dict) -> set[str]:
         files |= {"tests/test_wandb_sweep.py", "tests/test_insight_wandb.py"}
         files |= {"tests/test_cam_wandb.py", "tests/offline_wandb.py"}
     if answers["mixed_precision"] == "yes":
-        files |= {f"{package}/amp.py", "tests/test_amp.py"}
+        files |= {f"{package}/training/amp.py", "tests/test_amp.py"}
     if uses_ddp(answers):
-        files |= {f"{package}/distributed.py", f"{package}/launch.py", "slurm/train.sbatch"}
+        files |= {f"{package}/runs/distributed.py", f"{package}/launch.py", "slurm/train.sbatch"}
         files.add("tests/test_distributed.py")
     if uses_dp(answers):
-        files |= {f"{package}/data_parallel.py", "tests/test_data_parallel.py"}
+        files |= {f"{package}/runs/data_parallel.py", "tests/test_data_parallel.py"}
     if answers["onnx_export"] == "yes":
-        files |= {f"{package}/export.py", f"{package}/predict_onnx.py"}
+        files |= {f"{package}/export.py", f"{package}/models/onnx_model.py"}
         files |= {"tests/test_export.py", "tests/test_predict_onnx.py"}
     if answers["ci"] == "github":
         files.add(".github/workflows/ci.yml")

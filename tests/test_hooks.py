@@ -65,7 +65,7 @@ def check_description_is_data(project: Path, description: str) -> None:
     assert pyproject["project"]["description"] == description
     assert description in (project / "README.md").read_text()
     probe = subprocess.run(
-        [sys.executable, "-c", f"import {SLUG}.config"],
+        [sys.executable, "-c", f"import {SLUG}.config.schema"],
         cwd=project,
         env={"PYTHONPATH": str(project / "src")},
         capture_output=True,

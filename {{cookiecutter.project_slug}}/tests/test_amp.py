@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import INSIGHT
-from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint
+from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint
 
 
 def test_bfloat16_autocast_trains_on_cpu_and_grad_cam_runs_beside_it(train):

@@ -7,7 +7,9 @@ import torch
 from PIL import Image
 
 from conftest import QUICK, load_weights, read_metrics
-from {{ cookiecutter.project_slug }}.cam import (
+from {{ cookiecutter.project_slug }}.config.schema import parse_config
+from {{ cookiecutter.project_slug }}.data.loaders import DataSpec, build_datasets, training_labels
+from {{ cookiecutter.project_slug }}.insight.cam import (
     CAPTION_HEIGHT,
     GAP,
     GRID_COLUMNS,
@@ -17,9 +19,7 @@ from {{ cookiecutter.project_slug }}.cam import (
     choose_images,
     grad_cam,
 )
-from {{ cookiecutter.project_slug }}.config import parse_config
-from {{ cookiecutter.project_slug }}.data import DataSpec, build_datasets, training_labels
-from {{ cookiecutter.project_slug }}.models import build_model, last_conv_block
+from {{ cookiecutter.project_slug }}.models.registry import build_model, last_conv_block
 
 SIDE, BAR = 16, 6
 BARS = DataSpec(("horizontal", "vertical"), 1, SIDE, (0.0,), (1.0,), SIDE)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from {{ cookiecutter.project_slug }}.config import (
+from {{ cookiecutter.project_slug }}.config.schema import (
     build_parser,
     config_yaml,
     parse_config,
@@ -68,7 +68,7 @@ def test_help_does_not_import_torch():
     assert result.returncode == 0, result.stderr
     assert "--batch-size" in result.stdout
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()]
-    assert "{{ cookiecutter.project_slug }}.config" in imported  # the probe does see imports
+    assert "{{ cookiecutter.project_slug }}.config.schema" in imported  # the probe does see imports
     assert "torch" not in imported
 
 

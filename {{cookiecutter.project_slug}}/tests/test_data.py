@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from {{ cookiecutter.project_slug }}.config import DataConfig, parse_config
-from {{ cookiecutter.project_slug }}.data import (
+from {{ cookiecutter.project_slug }}.config.schema import DataConfig, parse_config
+from {{ cookiecutter.project_slug }}.data.loaders import (
     BatchCollator,
     SeededAugmentation,
     SeededShuffle,

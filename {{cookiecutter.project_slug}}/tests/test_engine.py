@@ -4,12 +4,12 @@ import torch
 from torch import nn
 
 from conftest import QUICK
-from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint
-from {{ cookiecutter.project_slug }}.config import parse_config
-from {{ cookiecutter.project_slug }}.engine import Progress, evaluate, train_one_epoch
+from {{ cookiecutter.project_slug }}.config.schema import parse_config
 from {{ cookiecutter.project_slug }}.loggers.base import LOGGER_TYPES, RunLogger
-from {{ cookiecutter.project_slug }}.runtime import Runtime
-from {{ cookiecutter.project_slug }}.trainer import build_training
+from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint
+from {{ cookiecutter.project_slug }}.runs.runtime import Runtime
+from {{ cookiecutter.project_slug }}.training.fit import build_training
+from {{ cookiecutter.project_slug }}.training.loop import Progress, evaluate, train_one_epoch
 
 PLAIN_SGD = ["--optimizer", "sgd", "--momentum", "0", "--weight-decay", "0", "--lr", "0.1"]
 PLAIN_SGD += ["--scheduler", "constant", "--accum-steps", "2"]

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from {{ cookiecutter.project_slug }} import export
-from {{ cookiecutter.project_slug }}.config import MODELS
-from {{ cookiecutter.project_slug }}.data import IMAGENET_MEAN, IMAGENET_STD, DataSpec
+from {{ cookiecutter.project_slug }}.config.schema import MODELS
+from {{ cookiecutter.project_slug }}.data.loaders import IMAGENET_MEAN, IMAGENET_STD, DataSpec
 from {{ cookiecutter.project_slug }}.errors import UserError
-from {{ cookiecutter.project_slug }}.models import build_model
+from {{ cookiecutter.project_slug }}.models.registry import build_model
 
 SPEC = DataSpec(tuple("abcd"), 3, 16, IMAGENET_MEAN, IMAGENET_STD, resize_size=16)
 

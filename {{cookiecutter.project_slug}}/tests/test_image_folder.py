@@ -12,12 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from {{ cookiecutter.project_slug }}.checkpoint import load_resumable, recorded_split
-from {{ cookiecutter.project_slug }}.config import parse_config
-from {{ cookiecutter.project_slug }}.data import build_datasets, photo_transforms, run_split_record
+from {{ cookiecutter.project_slug }}.config.schema import parse_config
+from {{ cookiecutter.project_slug }}.data.image_files import load_rgb
+from {{ cookiecutter.project_slug }}.data.loaders import build_datasets, photo_transforms, run_split_record
 from {{ cookiecutter.project_slug }}.errors import UserError, run_reporting_user_errors
 from {{ cookiecutter.project_slug }}.evaluate import main as evaluate_main
-from {{ cookiecutter.project_slug }}.image_files import load_rgb
+from {{ cookiecutter.project_slug }}.training.resume import load_resumable, recorded_split
 
 
 @pytest.fixture(autouse=True)

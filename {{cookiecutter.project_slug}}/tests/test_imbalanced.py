@@ -9,9 +9,8 @@ import torch
 from PIL import Image
 
 from conftest import QUICK, load_weights, read_metrics
-from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint
-from {{ cookiecutter.project_slug }}.config import parse_config
-from {{ cookiecutter.project_slug }}.data import (
+from {{ cookiecutter.project_slug }}.config.schema import parse_config
+from {{ cookiecutter.project_slug }}.data.loaders import (
     ClassBalancedSampler,
     TensorImageDataset,
     build_datasets,
@@ -19,6 +18,7 @@ from {{ cookiecutter.project_slug }}.data import (
     training_labels,
 )
 from {{ cookiecutter.project_slug }}.errors import UserError
+from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint
 from {{ cookiecutter.project_slug }}.train import main as train_main
 
 SKEWED = torch.tensor([0] * 2400 + [1] * 450 + [2] * 150)  # 80 / 15 / 5 %

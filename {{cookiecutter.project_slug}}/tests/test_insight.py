@@ -8,23 +8,23 @@ import torch
 from PIL import Image, ImageDraw
 
 from conftest import INSIGHT, QUICK, load_weights, read_metrics
-from {{ cookiecutter.project_slug }} import insight
-from {{ cookiecutter.project_slug }}.cam import with_labels
-from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint, load_model_weights
-from {{ cookiecutter.project_slug }}.config import MODELS, saved_config
-from {{ cookiecutter.project_slug }}.data import DataSpec, build_datasets
-from {{ cookiecutter.project_slug }}.engine import evaluate
-from {{ cookiecutter.project_slug }}.insight import TILE_SIDE, embedded_indices, gallery, gallery_cell
+from {{ cookiecutter.project_slug }}.config.schema import MODELS, saved_config
+from {{ cookiecutter.project_slug }}.data.loaders import DataSpec, build_datasets
+from {{ cookiecutter.project_slug }}.insight import finished_run as insight
+from {{ cookiecutter.project_slug }}.insight.cam import with_labels
+from {{ cookiecutter.project_slug }}.insight.finished_run import TILE_SIDE, embedded_indices, gallery, gallery_cell
 from {{ cookiecutter.project_slug }}.loggers.base import LOGGER_TYPES, Mistake, RunLogger
-from {{ cookiecutter.project_slug }}.models import build_model, classifier_layer
-from {{ cookiecutter.project_slug }}.pictures import (
+from {{ cookiecutter.project_slug }}.loggers.pictures import (
     MARGIN,
     SHOWN_CLASSES,
     confusion_picture,
     label_font,
     shown_classes,
 )
+from {{ cookiecutter.project_slug }}.models.registry import build_model, classifier_layer
+from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint, load_model_weights
 from {{ cookiecutter.project_slug }}.train import main as train_main
+from {{ cookiecutter.project_slug }}.training.loop import evaluate
 
 TIMINGS = {"samples_per_second", "epoch_seconds"}
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from {{ cookiecutter.project_slug }}.config import INIT_SCHEMES, MODELS
-from {{ cookiecutter.project_slug }}.data import IMAGENET_MEAN, IMAGENET_STD, DataSpec
-from {{ cookiecutter.project_slug }}.models import build_model, downsampling_steps, initialise_weights
-from {{ cookiecutter.project_slug }}.optim import WarmupSchedule, parameter_groups
+from {{ cookiecutter.project_slug }}.config.schema import INIT_SCHEMES, MODELS
+from {{ cookiecutter.project_slug }}.data.loaders import IMAGENET_MEAN, IMAGENET_STD, DataSpec
+from {{ cookiecutter.project_slug }}.models.registry import build_model, downsampling_steps, initialise_weights
+from {{ cookiecutter.project_slug }}.training.optimisation import WarmupSchedule, parameter_groups
 
 SPEC = DataSpec(tuple("abc"), 3, 16, IMAGENET_MEAN, IMAGENET_STD, resize_size=16)
 

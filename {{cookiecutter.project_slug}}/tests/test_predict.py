@@ -9,16 +9,16 @@ from PIL import Image
 
 from conftest import PREDICT_CLASSES, predicted
 from {{ cookiecutter.project_slug }} import predict
-from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint, load_model_weights
-from {{ cookiecutter.project_slug }}.config import saved_config
-from {{ cookiecutter.project_slug }}.data import (
+from {{ cookiecutter.project_slug }}.config.schema import saved_config
+from {{ cookiecutter.project_slug }}.data.loaders import (
     DataSpec,
     all_images,
     build_datasets,
     image_file_transform,
 )
-from {{ cookiecutter.project_slug }}.engine import evaluate
-from {{ cookiecutter.project_slug }}.models import build_model
+from {{ cookiecutter.project_slug }}.models.registry import build_model
+from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint, load_model_weights
+from {{ cookiecutter.project_slug }}.training.loop import evaluate
 
 # Most tests share one trained run (conftest.predict_run), and predict is the same code in every
 # combination: the all-options project runs them, the others skip them with the slow tests.

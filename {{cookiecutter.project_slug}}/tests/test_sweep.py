@@ -15,8 +15,8 @@ from optuna.trial import TrialState
 
 from conftest import QUICK
 from {{ cookiecutter.project_slug }} import sweep
-from {{ cookiecutter.project_slug }}.config import parse_config
-from {{ cookiecutter.project_slug }}.sweep_study import open_study
+from {{ cookiecutter.project_slug }}.config.schema import parse_config
+from {{ cookiecutter.project_slug }}.sweeps.study import open_study
 
 PROJECT = Path(__file__).resolve().parents[1]
 SWEEP = [sys.executable, "-m", "{{ cookiecutter.project_slug }}.sweep"]

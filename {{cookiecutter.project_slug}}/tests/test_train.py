@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from conftest import QUICK, load_weights, read_metrics
-from {{ cookiecutter.project_slug }}.checkpoint import load_checkpoint
 from {{ cookiecutter.project_slug }}.evaluate import main as evaluate_main
+from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint
 from {{ cookiecutter.project_slug }}.train import main as train_main
 
 TIMINGS = {"samples_per_second", "epoch_seconds"}

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint, load_model_weights, recorded_split
-from .config import DataConfig, saved_config
-from .data import DataSpec, all_images, build_datasets
-from .engine import evaluate
+from .config.flags import ConfigParser, positive_int
+from .config.schema import DataConfig, saved_config
+from .data.image_folder import has_split_folders
+from .data.loaders import DataSpec, all_images, build_datasets
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
-from .flags import ConfigParser, positive_int
-from .image_folder import has_split_folders
-from .models import build_model
+from .models.registry import build_model
+from .runs.checkpoint import load_checkpoint, load_model_weights
+from .training.loop import evaluate
+from .training.resume import recorded_split
 
 SPLITS = ("val", "test", "all")
 

@@ -17,13 +17,13 @@ import onnxruntime
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, load_model_weights
-from .config import Config
-from .data import DataSpec
+from .config.flags import ConfigParser
+from .config.schema import Config
+from .data.loaders import DataSpec
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
-from .flags import ConfigParser
 from .loggers.base import RunLogger, register_logger
-from .models import build_model
+from .models.registry import build_model
+from .runs.checkpoint import load_checkpoint, load_model_weights
 
 # Largest absolute difference allowed between PyTorch and onnxruntime float32 logits.
 TOLERANCE = 1e-4

@@ -20,14 +20,20 @@ import optuna
 import yaml
 from optuna.trial import Trial, TrialState
 
-from .config import Config, parse_config
-from .config import build_parser as build_train_parser
-from .early_stopping import resolve_mode
+from .config.flags import (
+    ConfigParser,
+    DefaultsHelpFormatter,
+    non_negative_int,
+    positive_int,
+    run_name,
+)
+from .config.schema import Config, parse_config
+from .config.schema import build_parser as build_train_parser
 from .errors import StoppedEarly, UserError, run_reporting_user_errors
-from .flags import ConfigParser, DefaultsHelpFormatter, non_negative_int, positive_int, run_name
-from .sweep_space import SearchSpace, load_space
-from .sweep_study import fail_abandoned_trials, finished_count, open_study, process_identity
-from .sweep_trial import POLL_SECONDS, last_line, start_training, watch
+from .sweeps.space import SearchSpace, load_space
+from .sweeps.study import fail_abandoned_trials, finished_count, open_study, process_identity
+from .sweeps.trial import POLL_SECONDS, last_line, start_training, watch
+from .training.early_stopping import resolve_mode
 
 MAX_FAILURES_IN_A_ROW = 3
 STOPPED = StoppedEarly.exit_code  # a train run that saved and exited on SIGTERM

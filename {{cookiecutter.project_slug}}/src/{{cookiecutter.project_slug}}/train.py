@@ -1,8 +1,8 @@
 """`python -m {{ cookiecutter.project_slug }}.train`: train a classifier (see --help)."""
 
-from .config import parse_config
+from .config.schema import parse_config
 from .errors import run_reporting_user_errors
-from .preemption import stop_requests
+from .runs.preemption import stop_requests
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -11,7 +11,7 @@ def main(argv: list[str] | None = None) -> int:
     # the run stops after its first step, saved, instead of dying unsaved.
     with stop_requests(config.run.max_minutes) as stop:
         # Imported only now: torch takes seconds to load, --help and flag errors should not wait.
-        from .trainer import train
+        from .training.fit import train
 
         return run_reporting_user_errors(lambda: train(config, stop))
 

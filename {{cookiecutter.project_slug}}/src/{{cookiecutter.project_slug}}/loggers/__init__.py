@@ -5,8 +5,8 @@ import sys
 from logging.handlers import MemoryHandler
 from pathlib import Path
 
-from ..config import Config
-from ..data import DataSpec
+from ..config.schema import Config
+from ..data.loaders import DataSpec
 from . import cam_files, metrics_file  # noqa: F401  (register what every run keeps)
 from .base import LOGGER_TYPES, ExperimentLoggers
 

@@ -13,9 +13,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..cam import CamImages
-from ..config import Config
-from ..data import DataSpec
+from ..config.schema import Config
+from ..data.loaders import DataSpec
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,16 @@ class Mistake:
     @property
     def caption(self) -> str:
         return f"true {self.label}, predicted {self.prediction} ({self.probability:.2f})"
+
+
+@dataclass(frozen=True)
+class CamImages:
+    """One epoch's Grad-CAM, as the loggers receive it."""
+
+    epoch: int
+    panels: list[torch.Tensor]  # (3, H, W) uint8 each: an image, its overlay, labels below
+    captions: list[str]  # "true 3, predicted 5", one per panel
+    grid: torch.Tensor  # (3, H, W) uint8: the panels in rows of GRID_COLUMNS
 
 
 class RunLogger:

@@ -4,10 +4,9 @@ from pathlib import Path
 
 from torchvision.transforms.v2.functional import to_pil_image
 
-from ..cam import CamImages
-from ..config import Config
-from ..data import DataSpec
-from .base import RunLogger, register_logger
+from ..config.schema import Config
+from ..data.loaders import DataSpec
+from .base import CamImages, RunLogger, register_logger
 
 
 @register_logger

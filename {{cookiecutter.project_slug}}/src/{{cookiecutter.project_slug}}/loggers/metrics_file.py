@@ -5,8 +5,8 @@ from pathlib import Path
 
 from torch import nn
 
-from ..config import Config
-from ..data import DataSpec
+from ..config.schema import Config
+from ..data.loaders import DataSpec
 from .base import RunLogger, register_logger
 
 

@@ -19,11 +19,10 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
-from ..cam import CamImages
-from ..config import Config
-from ..data import DataSpec
-from ..pictures import confusion_picture, label_font, shown_classes
-from .base import Embeddings, Mistake, RunLogger, register_logger
+from ..config.schema import Config
+from ..data.loaders import DataSpec
+from .base import CamImages, Embeddings, Mistake, RunLogger, register_logger
+from .pictures import confusion_picture, label_font, shown_classes
 
 PR_CURVE_CLASSES = 10  # beyond, the most confused classes get their PR curves
 HPARAM_KEYS = ("dataset", "model", "init", "optimizer", "lr", "batch_size", "epochs", "scheduler")

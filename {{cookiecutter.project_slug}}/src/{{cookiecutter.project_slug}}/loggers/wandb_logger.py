@@ -19,11 +19,10 @@ from torch import nn
 from torchvision.transforms.v2.functional import to_pil_image
 from torchvision.utils import make_grid
 
-from ..cam import CamImages
-from ..config import Config
-from ..data import DataSpec
+from ..config.schema import Config
+from ..data.loaders import DataSpec
 from ..errors import UserError
-from .base import Embeddings, Mistake, RunLogger, register_logger
+from .base import CamImages, Embeddings, Mistake, RunLogger, register_logger
 
 OFFLINE_MODES = ("offline", "disabled", "dryrun")
 SERVER_TIMEOUT_SECONDS = 10

@@ -7,32 +7,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .cam import GradCam
-from .checkpoint import (
-    capture_rng_state,
-    load_resumable,
-    recorded_split,
-    restore_rng_state,
-    restore_run_state,
-    save_run_state,
-    write_split_file,
-)
-from .config import Config, RunConfig, config_yaml, update_config_yaml
-from .data import build_datasets, build_loaders, loss_class_weights, run_split_record
-from .early_stopping import EarlyStopping, resolve_mode
-from .ema import build_ema
-from .engine import (
-    NonFiniteLossError,
-    Optimisation,
-    Progress,
-    Training,
-    train_one_epoch,
-    validate,
-)
-from .errors import StoppedEarly, UserError, user_message
-from .features import load_implementations
-from .insight import record_insights_or_say_why
-from .loggers import (
+from ..config.extras import load_implementations
+from ..config.schema import Config, RunConfig, config_yaml, update_config_yaml
+from ..data.loaders import build_datasets, build_loaders, loss_class_weights, run_split_record
+from ..errors import StoppedEarly, UserError, user_message
+from ..insight.cam import GradCam
+from ..insight.finished_run import record_insights_or_say_why
+from ..loggers import (
     ExperimentLoggers,
     append_to_run_log,
     build_loggers,
@@ -42,13 +23,31 @@ from .loggers import (
     keep_log_in,
     loggers_need_predictions,
 )
-from .models import build_model, initialise_weights, memory_format, model_summary
-from .optim import build_optimizer, build_scheduler
+from ..models.registry import build_model, initialise_weights, memory_format, model_summary
+from ..runs.checkpoint import capture_rng_state, restore_rng_state
+from ..runs.folder import continues_in_place, owned_by_rank0, resume_source
+from ..runs.preemption import StopRequest
+from ..runs.runtime import Runtime, launch, seed_everything
+from .early_stopping import EarlyStopping, resolve_mode
+from .ema import build_ema
+from .loop import (
+    NonFiniteLossError,
+    Optimisation,
+    Progress,
+    Training,
+    train_one_epoch,
+    validate,
+)
+from .optimisation import build_optimizer, build_scheduler
 from .precision import build_precision
-from .preemption import StopRequest
 from .report import epoch_line, epoch_record, resume_point
-from .run_folder import continues_in_place, owned_by_rank0, resume_source
-from .runtime import Runtime, launch, seed_everything
+from .resume import (
+    load_resumable,
+    recorded_split,
+    restore_run_state,
+    save_run_state,
+    write_split_file,
+)
 
 
 def train(config: Config, stop: StopRequest) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 CHECKPOINTS = ("last.pt", "best.pt")
 LOCK_NAME = ".lock"

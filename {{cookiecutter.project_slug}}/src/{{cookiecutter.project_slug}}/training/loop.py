@@ -13,12 +13,12 @@ from torchmetrics import CatMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 from tqdm import tqdm
 
-from .data import DataSpec
+from ..data.loaders import DataSpec
+from ..errors import UserError
+from ..runs.runtime import Runtime
 from .early_stopping import EarlyStopping
 from .ema import ExponentialMovingAverage
-from .errors import UserError
 from .precision import FullPrecision
-from .runtime import Runtime
 
 
 @dataclass

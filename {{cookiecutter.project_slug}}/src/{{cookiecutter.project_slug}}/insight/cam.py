@@ -6,7 +6,6 @@ the weighted sum, scaled up to the image, shows where the evidence for the predi
 """
 
 import math
-from dataclasses import dataclass
 
 import torch
 from PIL import ImageDraw
@@ -15,9 +14,10 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import make_grid
 
-from .data import DataSpec, training_labels
-from .models import last_conv_block
-from .pictures import fitted, label_font
+from ..data.loaders import DataSpec, training_labels
+from ..loggers.base import CamImages
+from ..loggers.pictures import fitted, label_font
+from ..models.registry import last_conv_block
 
 IMAGES_PER_CLASS = 2
 MAX_IMAGES = 16
@@ -29,16 +29,6 @@ GAP = 2  # between an image and its overlay
 GRID_COLUMNS = 4
 GRID_PADDING = 4
 HEAT_OPACITY = 0.5
-
-
-@dataclass(frozen=True)
-class CamImages:
-    """One epoch's Grad-CAM, as the loggers receive it."""
-
-    epoch: int
-    panels: list[torch.Tensor]  # (3, H, W) uint8 each: an image, its overlay, labels below
-    captions: list[str]  # "true 3, predicted 5", one per panel
-    grid: torch.Tensor  # (3, H, W) uint8: the panels in rows of GRID_COLUMNS
 
 
 class GradCam:

@@ -28,13 +28,14 @@ class Feature:
     check: Callable[[argparse.Namespace, flags.ConfigParser], None] = no_checks
 
 
+PACKAGE = __package__.rpartition(".")[0]
 FEATURES: list[Feature] = []
 
 
 def load_implementations() -> None:
     """Import every chosen feature's module (this needs torch), registering its hooks."""
     for feature in FEATURES:
-        importlib.import_module(f".{feature.module}", __package__)
+        importlib.import_module(f"{PACKAGE}.{feature.module}")
 {%- if cookiecutter.mixed_precision == "yes" %}
 
 
@@ -55,12 +56,12 @@ def check_amp_flags(config: argparse.Namespace, parser: flags.ConfigParser) -> N
         config.amp_dtype = "bfloat16"
 
 
-FEATURES.append(Feature("amp", add_amp_flags, check_amp_flags))
+FEATURES.append(Feature("training.amp", add_amp_flags, check_amp_flags))
 {%- endif %}
 {%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
 
 
-FEATURES.append(Feature("distributed"))
+FEATURES.append(Feature("runs.distributed"))
 {%- endif %}
 {%- if cookiecutter.multi_gpu in ["dp", "both"] %}
 
@@ -79,7 +80,7 @@ def check_data_parallel_flags(config: argparse.Namespace, parser: flags.ConfigPa
         parser.error("--dp cannot be combined with a torchrun (DDP) launch: drop --dp")
 
 
-FEATURES.append(Feature("data_parallel", add_data_parallel_flags, check_data_parallel_flags))
+FEATURES.append(Feature("runs.data_parallel", add_data_parallel_flags, check_data_parallel_flags))
 {%- endif %}
 {%- if cookiecutter.logger in ["tensorboard", "both"] %}
 

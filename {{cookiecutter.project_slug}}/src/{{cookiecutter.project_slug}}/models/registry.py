@@ -5,9 +5,9 @@ from torch import nn
 from torchinfo import summary
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
-from .config import ModelConfig
-from .data import DataSpec
-from .errors import UserError
+from ..config.schema import ModelConfig
+from ..data.loaders import DataSpec
+from ..errors import UserError
 
 
 class SimpleCNN(nn.Module):

@@ -22,14 +22,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as F
 
-from .checkpoint import load_checkpoint, load_model_weights
-from .config import Config
-from .data import DataSpec, training_labels
-from .engine import Training
-from .loggers.base import Embeddings, Mistake, RunLogger
-from .models import build_model, classifier_layer
-from .pictures import LINE_HEIGHT, MARGIN, fitted, label_font
-from .preemption import ignore_stop_signals
+from ..config.schema import Config
+from ..data.loaders import DataSpec, training_labels
+from ..loggers.base import Embeddings, Mistake, RunLogger
+from ..loggers.pictures import LINE_HEIGHT, MARGIN, fitted, label_font
+from ..models.registry import build_model, classifier_layer
+from ..runs.checkpoint import load_checkpoint, load_model_weights
+from ..runs.preemption import ignore_stop_signals
+from ..training.loop import Training
 
 SPRITE_LIMIT = 8192  # TensorBoard's projector draws sprites up to this many pixels a side
 THUMBNAIL_SIDE = 32  # the largest sprite thumbnail

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config
-from .errors import UserError
+from ..config.schema import Config
+from ..errors import UserError
 
 
 @dataclass(frozen=True)

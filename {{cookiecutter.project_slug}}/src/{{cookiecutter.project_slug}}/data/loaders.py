@@ -22,8 +22,9 @@ from torch.utils.data import (
 from torchvision import datasets, tv_tensors
 from torchvision.transforms import v2
 
-from .config import DataConfig
-from .errors import UserError
+from ..config.schema import DataConfig
+from ..errors import UserError
+from ..runs.preemption import ignore_stop_signals
 from .image_files import load_rgb
 from .image_folder import (
     available_cores,
@@ -32,7 +33,6 @@ from .image_folder import (
     read_image_folder,
     split_record,
 )
-from .preemption import ignore_stop_signals
 
 NATIVE_IMAGE_SIZE = {"digits": 8, "cifar10": 32, "fake": 32}
 KNOWN_CLASS_COUNTS = {"digits": 10, "cifar10": 10}

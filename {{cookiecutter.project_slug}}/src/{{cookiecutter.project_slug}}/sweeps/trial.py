@@ -12,6 +12,7 @@ from pathlib import Path
 
 from optuna.trial import Trial
 
+PACKAGE = __package__.rpartition(".")[0]
 POLL_SECONDS = 0.5
 PR_SET_PDEATHSIG = 1  # from linux/prctl.h
 
@@ -23,7 +24,7 @@ def start_training(argv: list[str], output, parallel: int) -> subprocess.Popen:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         environment["OMP_NUM_THREADS"] = str(max(1, cores // parallel))
     return subprocess.Popen(
-        [sys.executable, "-m", f"{__package__}.train", *argv],
+        [sys.executable, "-m", f"{PACKAGE}.train", *argv],
         stdin=subprocess.DEVNULL,
         stdout=output,
         stderr=subprocess.STDOUT,

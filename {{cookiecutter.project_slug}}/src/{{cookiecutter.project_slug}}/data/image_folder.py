@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 from .image_files import is_image_file, load_rgb
 
 SPLIT_ALIASES = {

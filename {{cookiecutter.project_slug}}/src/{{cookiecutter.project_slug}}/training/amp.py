@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 from .precision import FullPrecision, register_precision
 
 

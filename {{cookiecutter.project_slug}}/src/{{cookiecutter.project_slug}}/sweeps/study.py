@@ -16,8 +16,8 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from .errors import UserError
-from .run_folder import RUN_FILES, present
+from ..errors import UserError
+from ..runs.folder import RUN_FILES, present
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 

@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 import yaml
 
-from .features import FEATURES
+from .extras import FEATURES
 from .flags import (
     ConfigParser,
     DefaultsHelpFormatter,

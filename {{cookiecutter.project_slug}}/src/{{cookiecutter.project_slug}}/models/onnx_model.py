@@ -7,8 +7,8 @@ from pathlib import Path
 import onnxruntime
 import torch
 
-from .data import DataSpec
-from .errors import UserError
+from ..data.loaders import DataSpec
+from ..errors import UserError
 
 RECORDED = ("class_names", "input_size", "resize_size", "mean", "std")
 

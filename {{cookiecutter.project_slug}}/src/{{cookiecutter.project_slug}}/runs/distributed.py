@@ -10,7 +10,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .config import Config
+from ..config.schema import Config
 from .runtime import (
     Runtime,
     TrainFunction,

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from typing import NoReturn
 
-from .errors import reports_mistakes
+from ..errors import reports_mistakes
 
 # Every model's stem and pooling needs at least this many pixels per side.
 MIN_IMAGE_SIZE = 8

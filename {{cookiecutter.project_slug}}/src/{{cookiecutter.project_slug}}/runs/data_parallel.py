@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import Config
+from ..config.schema import Config
 from .runtime import Runtime, TrainFunction, register_launcher, resolve_device
 
 
