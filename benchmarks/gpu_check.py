@@ -470,7 +470,7 @@ def parse_config(project: dict, argv: list[str]):
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            return project["config.schema"].parse_config(argv)
+            return project["config.parser"].parse_config(argv)
     except SystemExit:
         raise Skipped(f"the rendered project refuses it: {errors.getvalue().strip()}") from None
 

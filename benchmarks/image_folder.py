@@ -178,7 +178,7 @@ def generated_loader(project: dict, folder: Path, workers: int) -> DataLoader:
     data = project["data.loaders"]
     argv = ["--dataset", "image_folder", "--data-dir", str(folder)]
     argv += ["--batch-size", str(BATCH_SIZE), "--num-workers", str(workers)]
-    config = project["config.schema"].parse_config(argv)
+    config = project["config.parser"].parse_config(argv)
     splits, spec = data.build_datasets(config.data)
     train, _ = data.build_loaders(splits["train"], splits["val"], spec, config.data, 0, 1, False)
     return train

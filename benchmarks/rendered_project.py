@@ -34,7 +34,7 @@ def build_training(project: dict, argv: list[str]):
     """(config, Training, cpu Runtime) for `argv`, built by the generated trainer as a real run
     builds them, with its log lines kept quiet."""
     runtime = project["runs.runtime"]
-    config = project["config.schema"].parse_config(argv)
+    config = project["config.parser"].parse_config(argv)
     runtime.seed_everything(config.run.seed, config.run.deterministic)
     quiet = logging.getLogger("benchmark")
     quiet.setLevel(logging.WARNING)

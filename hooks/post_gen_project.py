@@ -23,7 +23,6 @@ def unselected_paths(answers: dict) -> list[str]:
         paths += ["configs/wandb_sweep.yaml", "tests/test_wandb_sweep.py", "tests/offline_wandb.py"]
         paths += ["tests/test_insight_wandb.py", "tests/test_cam_wandb.py"]
     if answers["mixed_precision"] != "yes":
-        paths.append(f"{package}/training/amp.py")
         paths.append("tests/test_amp.py")
     if multi_gpu not in ("ddp", "both"):
         paths.append(f"{package}/runs/distributed.py")
@@ -34,7 +33,7 @@ def unselected_paths(answers: dict) -> list[str]:
         paths.append(f"{package}/runs/data_parallel.py")
         paths.append("tests/test_data_parallel.py")
     if answers["onnx_export"] != "yes":
-        paths += [f"{package}/export.py", f"{package}/models/onnx_model.py"]
+        paths += [f"{package}/export.py", f"{package}/runs/onnx_model.py"]
         paths += ["tests/test_export.py", "tests/test_predict_onnx.py"]
     if answers["ci"] != "github":
         paths.append(".github")

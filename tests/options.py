@@ -74,14 +74,31 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/sweep.py",
         f"{package}/config/__init__.py",
         f"{package}/config/schema.py",
+        f"{package}/config/parser.py",
         f"{package}/config/flags.py",
         f"{package}/config/extras.py",
         f"{package}/data/__init__.py",
+        f"{package}/data/spec.py",
+        f"{package}/data/sampling.py",
         f"{package}/data/loaders.py",
+        f"{package}/data/transforms.py",
+        f"{package}/data/image_datasets.py",
         f"{package}/data/image_files.py",
         f"{package}/data/image_folder.py",
+        f"{package}/data/image_check.py",
+        f"{package}/datasets/__init__.py",
+        f"{package}/datasets/digits.py",
+        f"{package}/datasets/fake.py",
+        f"{package}/datasets/cifar10.py",
+        f"{package}/datasets/image_folder.py",
         f"{package}/models/__init__.py",
-        f"{package}/models/registry.py",
+        f"{package}/models/simple_cnn.py",
+        f"{package}/models/mlp.py",
+        f"{package}/models/resnet18.py",
+        f"{package}/tasks/__init__.py",
+        f"{package}/tasks/base.py",
+        f"{package}/tasks/image_classification/__init__.py",
+        f"{package}/tasks/image_classification/task.py",
         f"{package}/runs/__init__.py",
         f"{package}/runs/checkpoint.py",
         f"{package}/runs/folder.py",
@@ -90,6 +107,8 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/training/__init__.py",
         f"{package}/training/fit.py",
         f"{package}/training/loop.py",
+        f"{package}/training/validation.py",
+        f"{package}/training/model_setup.py",
         f"{package}/training/resume.py",
         f"{package}/training/optimisation.py",
         f"{package}/training/ema.py",
@@ -119,14 +138,14 @@ def expected_files(answers: dict) -> set[str]:
         files |= {"tests/test_wandb_sweep.py", "tests/test_insight_wandb.py"}
         files |= {"tests/test_cam_wandb.py", "tests/offline_wandb.py"}
     if answers["mixed_precision"] == "yes":
-        files |= {f"{package}/training/amp.py", "tests/test_amp.py"}
+        files.add("tests/test_amp.py")
     if uses_ddp(answers):
         files |= {f"{package}/runs/distributed.py", f"{package}/launch.py", "slurm/train.sbatch"}
         files.add("tests/test_distributed.py")
     if uses_dp(answers):
         files |= {f"{package}/runs/data_parallel.py", "tests/test_data_parallel.py"}
     if answers["onnx_export"] == "yes":
-        files |= {f"{package}/export.py", f"{package}/models/onnx_model.py"}
+        files |= {f"{package}/export.py", f"{package}/runs/onnx_model.py"}
         files |= {"tests/test_export.py", "tests/test_predict_onnx.py"}
     if answers["ci"] == "github":
         files.add(".github/workflows/ci.yml")

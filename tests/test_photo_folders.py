@@ -126,9 +126,10 @@ from pathlib import Path
 import torch
 
 from {slug}.runs.checkpoint import load_checkpoint, load_model_weights
-from {slug}.data.loaders import DataSpec, photo_transforms
+from {slug}.data.spec import DataSpec
+from {slug}.data.transforms import photo_transforms
 from {slug}.data.image_files import load_rgb
-from {slug}.models.registry import build_model
+from {slug}.models import build_model
 
 checkpoint = load_checkpoint(Path(sys.argv[1]))
 spec = DataSpec.from_dict(checkpoint["data_spec"])

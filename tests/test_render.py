@@ -64,7 +64,7 @@ def test_combination_passes_ruff(render, combo):
 FEATURE_TRACES = {
     "tensorboard": ("SummaryWriter", "tensorboard_logger", "--histogram-every"),
     "wandb": ("import wandb", "wandb_logger", "--wandb-project"),
-    "amp": ("GradScaler(", "--amp", "MixedPrecision"),
+    "amp": ("--amp", "--amp-dtype"),
     "ddp": ("DistributedDataParallel(", "init_process_group", "DistributedRuntime"),
     "dp": ("nn.DataParallel(", "--dp", "DataParallelRuntime"),
     "onnx": ("import onnx", "--export-onnx", "OnnxExport"),

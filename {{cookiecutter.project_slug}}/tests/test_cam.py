@@ -7,8 +7,10 @@ import torch
 from PIL import Image
 
 from conftest import QUICK, load_weights, read_metrics
-from {{ cookiecutter.project_slug }}.config.schema import parse_config
-from {{ cookiecutter.project_slug }}.data.loaders import DataSpec, build_datasets, training_labels
+from {{ cookiecutter.project_slug }}.config.parser import parse_config
+from {{ cookiecutter.project_slug }}.data.image_datasets import training_labels
+from {{ cookiecutter.project_slug }}.data.spec import DataSpec
+from {{ cookiecutter.project_slug }}.datasets import build_datasets
 from {{ cookiecutter.project_slug }}.insight.cam import (
     CAPTION_HEIGHT,
     GAP,
@@ -19,7 +21,7 @@ from {{ cookiecutter.project_slug }}.insight.cam import (
     choose_images,
     grad_cam,
 )
-from {{ cookiecutter.project_slug }}.models.registry import build_model, last_conv_block
+from {{ cookiecutter.project_slug }}.models import build_model, model_info
 
 SIDE, BAR = 16, 6
 BARS = DataSpec(("horizontal", "vertical"), 1, SIDE, (0.0,), (1.0,), SIDE)
@@ -61,7 +63,7 @@ def test_heat_map_peaks_on_the_bar_that_decides_the_class():
     torch.manual_seed(0)
     model = trained_on_bars(generator)
     images, labels, boxes = bar_images(32, generator)
-    heat_maps, predicted = grad_cam(model, last_conv_block("simple_cnn", model), images)
+    heat_maps, predicted = grad_cam(model, model_info("simple_cnn").cam_layer(model), images)
     assert (predicted == labels).float().mean() >= 0.9
     assert heat_maps.shape == (32, SIDE, SIDE) and 0 <= heat_maps.min() <= heat_maps.max() == 1
     on_the_bar = 0
@@ -81,7 +83,7 @@ def small_model(name: str) -> tuple[torch.nn.Module, torch.Tensor]:
 @pytest.mark.parametrize("name", ["simple_cnn", "resnet18"])
 def test_the_model_is_left_as_it_was_found(name):
     model, images = small_model(name)
-    block = last_conv_block(name, model)
+    block = model_info(name).cam_layer(model)
     rng_before = torch.get_rng_state()
     heat_maps, _ = grad_cam(model.train(), block, images)
     assert heat_maps.shape == (4, 32, 32) and heat_maps.dtype == torch.float32
@@ -96,12 +98,12 @@ def test_the_model_is_left_as_it_was_found(name):
 @pytest.mark.slow
 def test_float32_under_autocast_and_eager_when_compiled():
     model, images = small_model("simple_cnn")
-    expected, _ = grad_cam(model, last_conv_block("simple_cnn", model), images)
+    expected, _ = grad_cam(model, model_info("simple_cnn").cam_layer(model), images)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        under_autocast, _ = grad_cam(model, last_conv_block("simple_cnn", model), images)
+        under_autocast, _ = grad_cam(model, model_info("simple_cnn").cam_layer(model), images)
     assert torch.equal(under_autocast, expected)
     model.compile()  # in place, as --compile does: the hook still sees the block run
-    compiled, _ = grad_cam(model, last_conv_block("simple_cnn", model), images)
+    compiled, _ = grad_cam(model, model_info("simple_cnn").cam_layer(model), images)
     assert torch.equal(compiled, expected)
 
 
@@ -180,7 +182,7 @@ def test_mlp_is_refused_in_one_line(capsys):
     assert raised.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(
-        "error: the mlp has no spatial feature map: --cam-every needs simple_cnn or resnet18"
+        "error: --model mlp has no spatial feature map for Grad-CAM: drop --cam-every"
     )
     assert "\n" not in error
 

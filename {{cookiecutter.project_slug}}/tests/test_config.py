@@ -5,12 +5,8 @@ import sys
 
 import pytest
 
-from {{ cookiecutter.project_slug }}.config.schema import (
-    build_parser,
-    config_yaml,
-    parse_config,
-    update_config_yaml,
-)
+from {{ cookiecutter.project_slug }}.config.parser import build_parser, parse_config
+from {{ cookiecutter.project_slug }}.config.schema import config_yaml, update_config_yaml
 
 
 def test_yaml_supplies_defaults_and_flags_win(tmp_path):

@@ -4,16 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from {{ cookiecutter.project_slug }}.config.schema import DataConfig, parse_config
-from {{ cookiecutter.project_slug }}.data.loaders import (
-    BatchCollator,
-    SeededAugmentation,
-    SeededShuffle,
-    build_datasets,
-    build_loaders,
-    split_indices,
-)
+from {{ cookiecutter.project_slug }}.config.parser import parse_config
+from {{ cookiecutter.project_slug }}.config.schema import DataConfig
+from {{ cookiecutter.project_slug }}.data.image_datasets import split_indices
+from {{ cookiecutter.project_slug }}.data.loaders import Placement, build_loaders
+from {{ cookiecutter.project_slug }}.data.sampling import SeededAugmentation, SeededShuffle
+from {{ cookiecutter.project_slug }}.datasets import build_datasets
 from {{ cookiecutter.project_slug }}.errors import UserError
+from {{ cookiecutter.project_slug }}.tasks.image_classification.task import BatchCollator
 
 
 def config_for(*flags: str) -> DataConfig:
@@ -78,7 +76,11 @@ def test_missing_cifar10_says_how_to_get_it(tmp_path):
 def test_last_partial_batch_is_kept_unless_it_is_one_sample(samples, batches):
     config = config_for("--dataset", "fake", "--fake-samples", str(samples), "--batch-size", "64")
     splits, spec = build_datasets(config)  # 20 % of the samples are held out for validation
-    train_loader, _ = build_loaders(splits["train"], splits["val"], spec, config, 0, 1, False)
+    collate = BatchCollator(spec.num_classes, 0.0, 0.0)
+    placement = Placement(rank=0, world_size=1, pin_memory=False, decodes_files=False)
+    train_loader, _ = build_loaders(
+        splits["train"], splits["val"], spec, config, collate, placement
+    )
     assert [len(labels) for _, labels in train_loader] == batches
 
 

@@ -4,12 +4,15 @@ import torch
 from torch import nn
 
 from conftest import QUICK
-from {{ cookiecutter.project_slug }}.config.schema import parse_config
+from {{ cookiecutter.project_slug }}.config.parser import parse_config
+from {{ cookiecutter.project_slug }}.data.spec import DataSpec
 from {{ cookiecutter.project_slug }}.loggers.base import LOGGER_TYPES, RunLogger
 from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint
 from {{ cookiecutter.project_slug }}.runs.runtime import Runtime
+from {{ cookiecutter.project_slug }}.tasks import build_task
 from {{ cookiecutter.project_slug }}.training.fit import build_training
-from {{ cookiecutter.project_slug }}.training.loop import Progress, evaluate, train_one_epoch
+from {{ cookiecutter.project_slug }}.training.loop import Progress, train_one_epoch
+from {{ cookiecutter.project_slug }}.training.validation import evaluate
 
 PLAIN_SGD = ["--optimizer", "sgd", "--momentum", "0", "--weight-decay", "0", "--lr", "0.1"]
 PLAIN_SGD += ["--scheduler", "constant", "--accum-steps", "2"]
@@ -35,11 +38,11 @@ def weights_after(*epochs: tuple[list, int]) -> dict:
     torch.manual_seed(1)
     for loader, accum_steps in epochs:
         training.optimisation.accum_steps = accum_steps
+        training.progress = Progress()
         train_one_epoch(
             training.model,
             loader,
-            training.optimisation,
-            Progress(),
+            training,
             runtime,
             log_every=100,
             log_step=lambda values, step: None,
@@ -68,7 +71,10 @@ def always_predicts(label: int, num_classes: int) -> nn.Module:
 
 def scores(model: nn.Module, targets: list[int], num_classes: int) -> dict:
     loader = [(torch.zeros(len(targets), 3, 8, 8), torch.tensor(targets))]
-    return evaluate(model, loader, num_classes, torch.device("cpu"), keep_predictions=True)
+    spec = DataSpec(tuple(map(str, range(num_classes))), 3, 8, (0.5,) * 3, (0.5,) * 3, 8)
+    cpu = torch.device("cpu")
+    task = build_task("image_classification", parse_config(QUICK), spec, None, cpu)
+    return evaluate(model, loader, task, cpu, keep_predictions=True)
 
 
 def test_a_class_without_validation_images_has_no_accuracy_rather_than_zero():

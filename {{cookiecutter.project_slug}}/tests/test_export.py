@@ -7,16 +7,16 @@ import pytest
 import torch
 
 from {{ cookiecutter.project_slug }} import export
-from {{ cookiecutter.project_slug }}.config.schema import MODELS
-from {{ cookiecutter.project_slug }}.data.loaders import IMAGENET_MEAN, IMAGENET_STD, DataSpec
+from {{ cookiecutter.project_slug }}.data.spec import DataSpec
+from {{ cookiecutter.project_slug }}.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from {{ cookiecutter.project_slug }}.errors import UserError
-from {{ cookiecutter.project_slug }}.models.registry import build_model
+from {{ cookiecutter.project_slug }}.models import build_model, model_names
 
 SPEC = DataSpec(tuple("abcd"), 3, 16, IMAGENET_MEAN, IMAGENET_STD, resize_size=16)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", model_names())
 def test_every_model_exports_with_onnxruntime_parity(name, tmp_path):
     torch.manual_seed(0)
     model = build_model(name, SPEC).eval()

@@ -12,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from {{ cookiecutter.project_slug }}.config.schema import parse_config
+from {{ cookiecutter.project_slug }}.config.parser import parse_config
 from {{ cookiecutter.project_slug }}.data.image_files import load_rgb
-from {{ cookiecutter.project_slug }}.data.loaders import build_datasets, photo_transforms, run_split_record
+from {{ cookiecutter.project_slug }}.data.transforms import photo_transforms
+from {{ cookiecutter.project_slug }}.datasets import build_datasets, dataset_info
 from {{ cookiecutter.project_slug }}.errors import UserError, run_reporting_user_errors
 from {{ cookiecutter.project_slug }}.evaluate import main as evaluate_main
 from {{ cookiecutter.project_slug }}.training.resume import load_resumable, recorded_split
@@ -347,7 +348,7 @@ def test_a_recorded_split_is_kept_whatever_files_come_and_go(tmp_path, caplog):
         write_images(tmp_path / name, 10, size=(8, 8))
     config = parse_config(["--dataset", "image_folder", "--data-dir", str(tmp_path)]).data
     splits, spec = build_datasets(config)
-    record = run_split_record(config, splits, spec, None)
+    record = dataset_info("image_folder").split_record(config, splits, spec, None)
     assert list(record["val"].values()) == ["cat", "cat", "dog", "dog"]
     assert len(record["train"]) == 16 and not set(record["train"]) & set(record["val"])
     removed = splits["train"].samples[0][0]
@@ -360,7 +361,9 @@ def test_a_recorded_split_is_kept_whatever_files_come_and_go(tmp_path, caplog):
     assert again["train"].samples == splits["train"].samples[1:]
     (line,) = [entry.message for entry in caplog.records if "split was recorded" in entry.message]
     assert "2 image(s) added (not used by this run" in line and "1 removed (dropped)" in line
-    assert run_split_record(config, again, spec, record) is record  # kept as first recorded
+    assert (
+        dataset_info("image_folder").split_record(config, again, spec, record) is record
+    )  # kept as first recorded
 
 
 @pytest.mark.parametrize(
@@ -375,7 +378,7 @@ def test_a_recorded_split_refuses_a_class_it_cannot_train(tmp_path, change, mess
         write_images(tmp_path / name, 3, size=(8, 8))
     config = parse_config(["--dataset", "image_folder", "--data-dir", str(tmp_path)]).data
     splits, spec = build_datasets(config)
-    record = run_split_record(config, splits, spec, None)
+    record = dataset_info("image_folder").split_record(config, splits, spec, None)
     if change == "rename dog to wolf":
         (tmp_path / "dog").rename(tmp_path / "wolf")
     else:
@@ -400,7 +403,7 @@ def test_split_folders_need_no_record(tmp_path):
         write_images(tmp_path / split / name, 2, size=(8, 8))
     config = parse_config(["--dataset", "image_folder", "--data-dir", str(tmp_path)]).data
     splits, spec = build_datasets(config)
-    assert run_split_record(config, splits, spec, None) is None
+    assert dataset_info("image_folder").split_record(config, splits, spec, None) is None
 
 
 @pytest.mark.slow  # trains: once, in the complete suite

@@ -8,8 +8,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from conftest import INSIGHT, QUICK, load_weights, read_metrics
-from {{ cookiecutter.project_slug }}.config.schema import MODELS, saved_config
-from {{ cookiecutter.project_slug }}.data.loaders import DataSpec, build_datasets
+from {{ cookiecutter.project_slug }}.config.parser import saved_config
+from {{ cookiecutter.project_slug }}.data.spec import DataSpec
+from {{ cookiecutter.project_slug }}.datasets import build_datasets
 from {{ cookiecutter.project_slug }}.insight import finished_run as insight
 from {{ cookiecutter.project_slug }}.insight.cam import with_labels
 from {{ cookiecutter.project_slug }}.insight.finished_run import TILE_SIDE, embedded_indices, gallery, gallery_cell
@@ -21,10 +22,11 @@ from {{ cookiecutter.project_slug }}.loggers.pictures import (
     label_font,
     shown_classes,
 )
-from {{ cookiecutter.project_slug }}.models.registry import build_model, classifier_layer
+from {{ cookiecutter.project_slug }}.models import build_model, model_info, model_names
 from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint, load_model_weights
+from {{ cookiecutter.project_slug }}.tasks import build_task
 from {{ cookiecutter.project_slug }}.train import main as train_main
-from {{ cookiecutter.project_slug }}.training.loop import evaluate
+from {{ cookiecutter.project_slug }}.training.validation import evaluate
 
 TIMINGS = {"samples_per_second", "epoch_seconds"}
 
@@ -60,7 +62,9 @@ def best_checkpoint_view(run_dir):
     model = build_model(config.model.model, spec)
     load_model_weights(model, checkpoint, path, for_inference=True)
     loader = torch.utils.data.DataLoader(splits["val"], batch_size=64)
-    scores = evaluate(model, loader, spec.num_classes, torch.device("cpu"), keep_predictions=True)
+    cpu = torch.device("cpu")
+    task = build_task("image_classification", config, spec, None, cpu)
+    scores = evaluate(model, loader, task, cpu, keep_predictions=True)
     return model.eval(), spec, scores["probabilities"], scores["targets"]
 
 
@@ -103,11 +107,11 @@ def test_embedded_images_take_each_class_in_turn():
     assert embedded_indices(labels, 100).tolist() == list(range(8))
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", model_names())
 def test_classifier_layer_maps_the_penultimate_features_to_the_logits(name):
     spec = DataSpec(tuple("abc"), 3, 8, (0.5,) * 3, (0.5,) * 3, 8)
     model = build_model(name, spec).eval()
-    layer = classifier_layer(model)
+    layer = model_info(name).embedding_layer(model)
     captured = []
     layer.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0]))
     with torch.no_grad():
@@ -136,7 +140,7 @@ def test_early_stopped_ema_run_shows_best_checkpoints_embeddings_and_mistakes(tr
     assert embeddings.labels == [names[targets[i]] for i in chosen]
     assert embeddings.predictions == [names[predictions[i]] for i in chosen]
     with torch.no_grad():  # the features are the classifier layer's input
-        logits = classifier_layer(model)(embeddings.features)
+        logits = model_info("simple_cnn").embedding_layer(model)(embeddings.features)
     torch.testing.assert_close(logits.softmax(dim=1), probabilities[chosen], atol=1e-4, rtol=0)
     assert embeddings.features.dtype == torch.float32
     features = np.loadtxt(run_dir / "embeddings" / "features.tsv", delimiter="\t")

@@ -14,8 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
 from conftest import QUICK
-from {{ cookiecutter.project_slug }}.config.schema import parse_config
-from {{ cookiecutter.project_slug }}.data.loaders import DataSpec
+from {{ cookiecutter.project_slug }}.config.parser import parse_config
+from {{ cookiecutter.project_slug }}.data.spec import DataSpec
 from {{ cookiecutter.project_slug }}.loggers.tensorboard_logger import (
     PR_CURVE_CLASSES,
     TensorBoardLogger,

@@ -4,15 +4,18 @@ import pytest
 import torch
 from torch import nn
 
-from {{ cookiecutter.project_slug }}.config.schema import INIT_SCHEMES, MODELS
-from {{ cookiecutter.project_slug }}.data.loaders import IMAGENET_MEAN, IMAGENET_STD, DataSpec
-from {{ cookiecutter.project_slug }}.models.registry import build_model, downsampling_steps, initialise_weights
+from {{ cookiecutter.project_slug }}.config.parser import INIT_SCHEMES
+from {{ cookiecutter.project_slug }}.data.spec import DataSpec
+from {{ cookiecutter.project_slug }}.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from {{ cookiecutter.project_slug }}.models import build_model, model_names
+from {{ cookiecutter.project_slug }}.models.simple_cnn import downsampling_steps
+from {{ cookiecutter.project_slug }}.training.model_setup import initialise_weights
 from {{ cookiecutter.project_slug }}.training.optimisation import WarmupSchedule, parameter_groups
 
 SPEC = DataSpec(tuple("abc"), 3, 16, IMAGENET_MEAN, IMAGENET_STD, resize_size=16)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", model_names())
 def test_models_give_one_logit_per_class(name):
     model = build_model(name, SPEC).eval()
     assert model(torch.rand(2, 3, 16, 16)).shape == (2, 3)

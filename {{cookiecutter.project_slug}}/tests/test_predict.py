@@ -9,16 +9,15 @@ from PIL import Image
 
 from conftest import PREDICT_CLASSES, predicted
 from {{ cookiecutter.project_slug }} import predict
-from {{ cookiecutter.project_slug }}.config.schema import saved_config
-from {{ cookiecutter.project_slug }}.data.loaders import (
-    DataSpec,
-    all_images,
-    build_datasets,
-    image_file_transform,
-)
-from {{ cookiecutter.project_slug }}.models.registry import build_model
+from {{ cookiecutter.project_slug }}.config.parser import saved_config
+from {{ cookiecutter.project_slug }}.data.loaders import all_images
+from {{ cookiecutter.project_slug }}.data.spec import DataSpec
+from {{ cookiecutter.project_slug }}.data.transforms import image_file_transform
+from {{ cookiecutter.project_slug }}.datasets import build_datasets
+from {{ cookiecutter.project_slug }}.models import build_model
 from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint, load_model_weights
-from {{ cookiecutter.project_slug }}.training.loop import evaluate
+from {{ cookiecutter.project_slug }}.tasks import build_task
+from {{ cookiecutter.project_slug }}.training.validation import evaluate
 
 # Most tests share one trained run (conftest.predict_run), and predict is the same code in every
 # combination: the all-options project runs them, the others skip them with the slow tests.
@@ -57,7 +56,9 @@ def evaluated(checkpoint: Path, folder: Path, for_inference: bool = True) -> dic
     model = build_model(config.model.model, spec)
     load_model_weights(model, state, checkpoint, for_inference=for_inference)
     loader = torch.utils.data.DataLoader(dataset, batch_size=2)
-    results = evaluate(model, loader, spec.num_classes, torch.device("cpu"), keep_predictions=True)
+    cpu = torch.device("cpu")
+    task = build_task("image_classification", config, spec, None, cpu)
+    results = evaluate(model, loader, task, cpu, keep_predictions=True)
     paths = [str(path) for part in dataset.datasets for path, _ in part.samples]
     return dict(zip(paths, results["probabilities"].tolist(), strict=True))
 

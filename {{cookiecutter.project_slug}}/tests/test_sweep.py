@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from conftest import QUICK
 from {{ cookiecutter.project_slug }} import sweep
-from {{ cookiecutter.project_slug }}.config.schema import parse_config
+from {{ cookiecutter.project_slug }}.config.parser import parse_config
 from {{ cookiecutter.project_slug }}.sweeps.study import open_study
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from {{ cookiecutter.project_slug }}.config.schema import parse_config
+from {{ cookiecutter.project_slug }}.config.parser import parse_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

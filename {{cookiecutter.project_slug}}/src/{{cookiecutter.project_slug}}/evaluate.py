@@ -9,14 +9,19 @@ from pathlib import Path
 import torch
 
 from .config.flags import ConfigParser, positive_int
-from .config.schema import DataConfig, saved_config
-from .data.image_folder import has_split_folders
-from .data.loaders import DataSpec, all_images, build_datasets
+from .config.parser import saved_config
+from .config.schema import DataConfig
+from .data.image_folder import class_differences, has_split_folders
+from .data.loaders import all_images
+from .data.spec import DataSpec
+from .datasets import build_datasets, dataset_info
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
-from .models.registry import build_model
+from .models import build_model
 from .runs.checkpoint import load_checkpoint, load_model_weights
-from .training.loop import evaluate
+from .tasks import build_task
+from .tasks.base import Task
 from .training.resume import recorded_split
+from .training.validation import evaluate
 
 SPLITS = ("val", "test", "all")
 
@@ -64,20 +69,16 @@ def split_dataset(splits: dict, split: str, data: DataConfig):
 
 
 def check_same_classes(data: DataSpec, trained: DataSpec, checkpoint: Path) -> None:
-    if data.class_names == trained.class_names:
-        return
-    missing = sorted(set(trained.class_names) - set(data.class_names))
-    extra = sorted(set(data.class_names) - set(trained.class_names))
-    differences = [f"missing {', '.join(missing)}"] if missing else []
-    differences += [f"extra {', '.join(extra)}"] if extra else []
-    raise UserError(
-        f"the data's classes differ from those checkpoint {checkpoint} was trained on "
-        f"({'; '.join(differences) or 'same names in another order'}): give the folder "
-        f"exactly the class folders {', '.join(trained.class_names)}"
-    )
+    if data.class_names != trained.class_names:
+        raise UserError(
+            f"the data's classes differ from those checkpoint {checkpoint} was trained on "
+            f"({class_differences(trained.class_names, data.class_names)}): give the folder "
+            f"exactly the class folders {', '.join(trained.class_names)}"
+        )
 
 
-def evaluate_checkpoint(args: argparse.Namespace) -> dict:
+def evaluate_checkpoint(args: argparse.Namespace) -> tuple[dict, Task]:
+    """The report of the checkpoint on the chosen split, and the task that reads it."""
     checkpoint = load_checkpoint(args.checkpoint)
     config = saved_config(checkpoint["config"])
     data = config.data
@@ -93,34 +94,18 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     model = build_model(config.model.model, trained)
     load_model_weights(model, checkpoint, args.checkpoint, for_inference=True)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size)
-    results = evaluate(model, loader, spec.num_classes, torch.device("cpu"))
-    return {
+    cpu = torch.device("cpu")
+    task = build_task(dataset_info(data.dataset).task, config, trained, None, cpu)
+    report = {
         "checkpoint": str(args.checkpoint),
         "data_dir": None if data.data_dir is None else str(data.data_dir),
         "dataset": data.dataset,
         "split": split,
         "weights": "ema" if "ema" in checkpoint else "model",
         "images": len(dataset),
-        "classes": list(spec.class_names),
-        **results,
-        "confusion_matrix": results["confusion_matrix"].tolist(),
+        **task.report(evaluate(model, loader, task, cpu)),
     }
-
-
-def format_report(report: dict) -> str:
-    lines = [
-        f"{report['split']} ({report['images']} images, {report['weights']} weights) "
-        f"loss {report['val_loss']:.4f}  top-1 {report['val_acc']:.4f}",
-        "class            accuracy",
-    ]
-    for name, accuracy in zip(report["classes"], report["per_class_acc"], strict=True):
-        shown = "no images" if accuracy is None else f"{accuracy:8.4f}"
-        lines.append(f"{name[:16]:<16} {shown}")
-    lines.append("confusion matrix (rows: true class, columns: predicted)")
-    for row in report["confusion_matrix"]:
-        counts = " ".join(f"{count:5d}" for count in row)
-        lines.append(counts if sum(row) else f"{counts}  (no images)")
-    return "\n".join(lines)
+    return report, task
 
 
 def report_path(checkpoint: Path, split: str) -> Path:
@@ -133,13 +118,13 @@ def report_path(checkpoint: Path, split: str) -> Path:
 def run(args: argparse.Namespace) -> None:
     if args.output is not None:
         prepare_output_file(args.output, "eval.json", args.checkpoint)
-    report = evaluate_checkpoint(args)
+    report, task = evaluate_checkpoint(args)
     output = args.output or report_path(args.checkpoint, report["split"])
     try:
         output.write_text(json.dumps(report, indent=2))
     except OSError as error:
         raise UserError(f"cannot write {output} ({error.strerror}): pass --output PATH") from None
-    print(format_report(report))
+    print(task.format_report(report))
     print(f"report written to {output}")
 
 

@@ -19,10 +19,10 @@ from torch import nn
 
 from .config.flags import ConfigParser
 from .config.schema import Config
-from .data.loaders import DataSpec
+from .data.spec import DataSpec
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
 from .loggers.base import RunLogger, register_logger
-from .models.registry import build_model
+from .models import build_model
 from .runs.checkpoint import load_checkpoint, load_model_weights
 
 # Largest absolute difference allowed between PyTorch and onnxruntime float32 logits.

@@ -16,7 +16,7 @@ from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import parse_args, run
 
-from .config.schema import parse_config
+from .config.parser import parse_config
 
 USER_ERROR_EXIT_CODE = 2  # errors.run_reporting_user_errors: the worker printed the reason
 

@@ -29,14 +29,15 @@ from .config.flags import (
 )
 from .data.image_files import IMAGE_EXTENSIONS, is_image_file, load_rgb
 from .data.image_folder import files_under
-from .data.loaders import DataSpec, decode_min_side, image_file_transform
+from .data.spec import DataSpec
+from .data.transforms import decode_min_side, image_file_transform
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
-from .models.registry import build_model
+from .models import build_model
 from .runs.checkpoint import load_checkpoint, load_model_weights
 from .runs.runtime import resolve_device
 
 # Present only in projects generated with the onnx_export option.
-ONNX_BACKEND = f"{__package__}.models.onnx_model"
+ONNX_BACKEND = f"{__package__}.runs.onnx_model"
 CSV_COLUMNS = ("path", "class", "probability", "top_k")
 LISTED = 5  # file names quoted in one line
 

@@ -27,8 +27,9 @@ from .config.flags import (
     positive_int,
     run_name,
 )
-from .config.schema import Config, parse_config
-from .config.schema import build_parser as build_train_parser
+from .config.parser import build_parser as build_train_parser
+from .config.parser import parse_config
+from .config.schema import Config
 from .errors import StoppedEarly, UserError, run_reporting_user_errors
 from .sweeps.space import SearchSpace, load_space
 from .sweeps.study import fail_abandoned_trials, finished_count, open_study, process_identity

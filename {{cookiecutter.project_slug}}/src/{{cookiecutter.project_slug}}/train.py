@@ -1,6 +1,6 @@
 """`python -m {{ cookiecutter.project_slug }}.train`: train a classifier (see --help)."""
 
-from .config.schema import parse_config
+from .config.parser import parse_config
 from .errors import run_reporting_user_errors
 from .runs.preemption import stop_requests
 

@@ -23,7 +23,10 @@ def no_checks(config: argparse.Namespace, parser: flags.ConfigParser) -> None:
 
 @dataclass(frozen=True)
 class Feature:
-    module: str
+    """An optional part's flags, their checks, and the module that registers its logger or
+    launcher when imported (None: the part is plain code switched by its flags)."""
+
+    module: str | None
     add_flags: Callable[[argparse.ArgumentParser], None] = no_flags
     check: Callable[[argparse.Namespace, flags.ConfigParser], None] = no_checks
 
@@ -35,7 +38,8 @@ FEATURES: list[Feature] = []
 def load_implementations() -> None:
     """Import every chosen feature's module (this needs torch), registering its hooks."""
     for feature in FEATURES:
-        importlib.import_module(f"{PACKAGE}.{feature.module}")
+        if feature.module is not None:
+            importlib.import_module(f"{PACKAGE}.{feature.module}")
 {%- if cookiecutter.mixed_precision == "yes" %}
 
 
@@ -56,7 +60,7 @@ def check_amp_flags(config: argparse.Namespace, parser: flags.ConfigParser) -> N
         config.amp_dtype = "bfloat16"
 
 
-FEATURES.append(Feature("training.amp", add_amp_flags, check_amp_flags))
+FEATURES.append(Feature(None, add_amp_flags, check_amp_flags))
 {%- endif %}
 {%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
 

@@ -14,10 +14,11 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import make_grid
 
-from ..data.loaders import DataSpec, training_labels
+from ..data.image_datasets import training_labels
+from ..data.spec import DataSpec
 from ..loggers.base import CamImages
-from ..loggers.pictures import fitted, label_font
-from ..models.registry import last_conv_block
+from ..loggers.pictures import fitted, label_font, unnormalised
+from ..models import model_info
 
 IMAGES_PER_CLASS = 2
 MAX_IMAGES = 16
@@ -47,15 +48,17 @@ class GradCam:
         images = torch.stack([image for image, _ in samples])
         self.images = images.to(device, memory_format=memory_format)
         self.labels = [int(label) for _, label in samples]
-        self.model_name = model_name
+        self.cam_layer = model_info(model_name).cam_layer
         self.spec = spec
 
     def __call__(self, model: nn.Module, epoch: int) -> CamImages:
-        heat_maps, predicted = grad_cam(model, last_conv_block(self.model_name, model), self.images)
+        heat_maps, predicted = grad_cam(model, self.cam_layer(model), self.images)
         names = self.spec.class_names
         true_names = [names[label] for label in self.labels]
         predicted_names = [names[label] for label in predicted.tolist()]
-        panels = panel_images(displayable(self.images.cpu(), self.spec), heat_maps.cpu())
+        panels = panel_images(
+            unnormalised(self.images.cpu(), self.spec).expand(-1, 3, -1, -1), heat_maps.cpu()
+        )
         height, width = panels.shape[-2:]
         corners = panel_corners(len(panels), width, height)
         grid = make_grid(panels, nrow=GRID_COLUMNS, padding=GRID_PADDING, pad_value=1.0)
@@ -121,13 +124,6 @@ def grad_cam(
     maps = nn.functional.interpolate(maps, size=images.shape[-2:], mode="bilinear")[:, 0]
     peaks = maps.amax(dim=(1, 2), keepdim=True)
     return maps / peaks.clamp_min(torch.finfo(maps.dtype).tiny), predicted
-
-
-def displayable(images: torch.Tensor, spec: DataSpec) -> torch.Tensor:
-    """Normalised inputs back to RGB in [0, 1]; grey images become three equal channels."""
-    mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std).view(1, -1, 1, 1)
-    return (images.float() * std + mean).clamp(0, 1).expand(-1, 3, -1, -1)
 
 
 def jet(heat: torch.Tensor) -> torch.Tensor:

@@ -23,13 +23,13 @@ from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as F
 
 from ..config.schema import Config
-from ..data.loaders import DataSpec, training_labels
+from ..data.image_datasets import training_labels
+from ..data.spec import DataSpec
 from ..loggers.base import Embeddings, Mistake, RunLogger
-from ..loggers.pictures import LINE_HEIGHT, MARGIN, fitted, label_font
-from ..models.registry import build_model, classifier_layer
+from ..loggers.pictures import LINE_HEIGHT, MARGIN, fitted, label_font, unnormalised
+from ..models import build_model, model_info
 from ..runs.checkpoint import load_checkpoint, load_model_weights
 from ..runs.preemption import ignore_stop_signals
-from ..training.loop import Training
 
 SPRITE_LIMIT = 8192  # TensorBoard's projector draws sprites up to this many pixels a side
 THUMBNAIL_SIDE = 32  # the largest sprite thumbnail
@@ -51,7 +51,7 @@ class SplitPredictions:
 
 def record_insights_or_say_why(
     config: Config,
-    training: Training,
+    training,
     device: torch.device,
     run_dir: Path,
     loggers: RunLogger,
@@ -74,7 +74,7 @@ def record_insights_or_say_why(
 
 def record_insights(
     config: Config,
-    training: Training,
+    training,
     device: torch.device,
     run_dir: Path,
     loggers: RunLogger,
@@ -95,7 +95,8 @@ def record_insights(
     dataset = training.val_loader.dataset
     embedded = embedded_indices(training_labels(dataset), wanted.embeddings)
     loader = whole_split_loader(training.val_loader)
-    split = predict_split(model, loader, embedded, spec, memory_format)
+    layer = model_info(config.model.model).embedding_layer(model)
+    split = predict_split(model, loader, embedded, spec, memory_format, layer)
     if wanted.embeddings:
         embeddings = embeddings_of(split, embedded, spec.class_names)
         record_embeddings(embeddings, run_dir / "embeddings", loggers, step, log)
@@ -157,14 +158,15 @@ def predict_split(
     embedded: torch.Tensor,
     spec: DataSpec,
     memory_format: torch.memory_format,
+    embedding_layer: nn.Module,
 ) -> SplitPredictions:
-    """One float32 pass in split order; the classifier layer's input is the features."""
+    """One float32 pass in split order; `embedding_layer`'s input is the features."""
     device = next(model.parameters()).device
     is_embedded = torch.zeros(len(loader.dataset), dtype=torch.bool)
     is_embedded[embedded] = True
     side = thumbnail_side(spec.image_size, len(embedded))
     captured = []
-    hook = classifier_layer(model).register_forward_pre_hook(
+    hook = embedding_layer.register_forward_pre_hook(
         lambda layer, inputs: captured.append(inputs[0])
     )
     targets, predictions, confidences, features, thumbnails = [], [], [], [], []
@@ -179,7 +181,9 @@ def predict_split(
             predictions.append(predicted.cpu())
             confidences.append(confidence.cpu())
             features.append(captured.pop()[rows.to(device)].float().cpu())
-            thumbnails.append(F.resize(pictures(images[rows], spec), [side, side], antialias=True))
+            thumbnails.append(
+                F.resize(unnormalised(images[rows], spec), [side, side], antialias=True)
+            )
     finally:
         hook.remove()
     return SplitPredictions(
@@ -195,13 +199,6 @@ def thumbnail_side(image_size: int, count: int) -> int:
     """A side that keeps the square sprite of `count` thumbnails within SPRITE_LIMIT."""
     per_row = math.ceil(math.sqrt(max(count, 1)))
     return max(1, min(image_size, THUMBNAIL_SIDE, SPRITE_LIMIT // per_row))
-
-
-def pictures(images: torch.Tensor, spec: DataSpec) -> torch.Tensor:
-    """Normalised model inputs back as pictures with values in [0, 1]."""
-    mean = torch.tensor(spec.mean).view(-1, 1, 1)
-    std = torch.tensor(spec.std).view(-1, 1, 1)
-    return (images * std + mean).clamp(0, 1)
 
 
 def embeddings_of(
@@ -249,7 +246,7 @@ def mistake_at(index: int, split: SplitPredictions, dataset, spec: DataSpec) -> 
         label=spec.class_names[int(split.targets[index])],
         prediction=spec.class_names[int(split.predictions[index])],
         probability=float(split.confidences[index]),
-        image=tile(pictures(image.unsqueeze(0), spec)[0]),
+        image=tile(unnormalised(image.unsqueeze(0), spec)[0]),
     )
 
 

@@ -6,7 +6,7 @@ from logging.handlers import MemoryHandler
 from pathlib import Path
 
 from ..config.schema import Config
-from ..data.loaders import DataSpec
+from ..data.spec import DataSpec
 from . import cam_files, metrics_file  # noqa: F401  (register what every run keeps)
 from .base import LOGGER_TYPES, ExperimentLoggers
 

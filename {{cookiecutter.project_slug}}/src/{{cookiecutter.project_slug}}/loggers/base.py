@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from ..config.schema import Config
-from ..data.loaders import DataSpec
+from ..data.spec import DataSpec
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from pathlib import Path
 from torchvision.transforms.v2.functional import to_pil_image
 
 from ..config.schema import Config
-from ..data.loaders import DataSpec
+from ..data.spec import DataSpec
 from .base import CamImages, RunLogger, register_logger
 
 

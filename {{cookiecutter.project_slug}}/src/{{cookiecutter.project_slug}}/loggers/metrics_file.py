@@ -6,7 +6,7 @@ from pathlib import Path
 from torch import nn
 
 from ..config.schema import Config
-from ..data.loaders import DataSpec
+from ..data.spec import DataSpec
 from .base import RunLogger, register_logger
 
 

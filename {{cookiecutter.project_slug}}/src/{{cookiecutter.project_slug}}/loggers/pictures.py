@@ -192,3 +192,11 @@ def shade(share: float) -> tuple[int, int, int]:
     """From white-blue (no images) to dark blue (the most)."""
     low, high = BLUES
     return tuple(round(a + (b - a) * share) for a, b in zip(low, high, strict=True))
+
+
+def unnormalised(images: torch.Tensor, spec) -> torch.Tensor:
+    """Normalised model inputs (one image or a batch) back as pictures with values in [0, 1];
+    `spec` gives the mean and std they were normalised with."""
+    mean = torch.tensor(spec.mean).view(-1, 1, 1)
+    std = torch.tensor(spec.std).view(-1, 1, 1)
+    return (images.float() * std + mean).clamp(0, 1)

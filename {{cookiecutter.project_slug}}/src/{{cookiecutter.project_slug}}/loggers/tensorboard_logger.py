@@ -20,7 +20,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
 from ..config.schema import Config
-from ..data.loaders import DataSpec
+from ..data.spec import DataSpec
 from .base import CamImages, Embeddings, Mistake, RunLogger, register_logger
 from .pictures import confusion_picture, label_font, shown_classes
 

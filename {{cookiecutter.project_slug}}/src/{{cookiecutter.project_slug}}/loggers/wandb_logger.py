@@ -20,7 +20,7 @@ from torchvision.transforms.v2.functional import to_pil_image
 from torchvision.utils import make_grid
 
 from ..config.schema import Config
-from ..data.loaders import DataSpec
+from ..data.spec import DataSpec
 from ..errors import UserError
 from .base import CamImages, Embeddings, Mistake, RunLogger, register_logger
 

@@ -22,7 +22,7 @@ from optuna.distributions import (
 )
 
 from ..config.flags import ConfigParser
-from ..config.schema import UniqueKeyLoader, build_parser, checked_value
+from ..config.parser import UniqueKeyLoader, build_parser, checked_value
 
 # The sweep sets these for every trial (or optimises them): a space cannot vary them.
 RESERVED = ("config", "help", "output_dir", "name", "resume", "monitor", "mode")

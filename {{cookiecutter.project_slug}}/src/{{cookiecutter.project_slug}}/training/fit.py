@@ -4,12 +4,10 @@ import functools
 import time
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from ..config.extras import load_implementations
 from ..config.schema import Config, RunConfig, config_yaml, update_config_yaml
-from ..data.loaders import build_datasets, build_loaders, loss_class_weights, run_split_record
+from ..data.loaders import Placement, build_loaders
+from ..datasets import dataset_info
 from ..errors import StoppedEarly, UserError, user_message
 from ..insight.cam import GradCam
 from ..insight.finished_run import record_insights_or_say_why
@@ -23,21 +21,16 @@ from ..loggers import (
     keep_log_in,
     loggers_need_predictions,
 )
-from ..models.registry import build_model, initialise_weights, memory_format, model_summary
+from ..models import build_model
 from ..runs.checkpoint import capture_rng_state, restore_rng_state
 from ..runs.folder import continues_in_place, owned_by_rank0, resume_source
 from ..runs.preemption import StopRequest
 from ..runs.runtime import Runtime, launch, seed_everything
+from ..tasks import build_task
 from .early_stopping import EarlyStopping, resolve_mode
 from .ema import build_ema
-from .loop import (
-    NonFiniteLossError,
-    Optimisation,
-    Progress,
-    Training,
-    train_one_epoch,
-    validate,
-)
+from .loop import NonFiniteLossError, Optimisation, Progress, Training, train_one_epoch
+from .model_setup import initialise_weights, memory_format, model_summary
 from .optimisation import build_optimizer, build_scheduler
 from .precision import build_precision
 from .report import epoch_line, epoch_record, resume_point
@@ -48,6 +41,7 @@ from .resume import (
     save_run_state,
     write_split_file,
 )
+from .validation import validate
 
 
 def train(config: Config, stop: StopRequest) -> None:
@@ -105,25 +99,23 @@ def what_was_saved(run_dir: Path) -> str:
 
 
 def build_training(config: Config, runtime: Runtime, log, recorded: dict | None = None) -> Training:
-    """Data, model and optimisation; `recorded`: the split a resumed checkpoint recorded."""
-    splits, spec = build_datasets(config.data, recorded_split=recorded)
-    check_has_validation_images(splits["val"])
-    train_loader, val_loader = build_loaders(
-        splits["train"],
-        splits["val"],
-        spec,
-        config.data,
-        runtime.rank,
-        runtime.world_size,
-        pin_memory=runtime.device.type == "cuda",
+    """Data, task, model and optimisation; `recorded`: the split a resumed checkpoint recorded."""
+    dataset = dataset_info(config.data.dataset)
+    splits, spec = dataset.build(config.data, True, recorded)
+    check_has_validation_samples(splits["val"])
+    task = build_task(dataset.task, config, spec, splits["train"], runtime.device)
+    placement = Placement(
+        runtime.rank, runtime.world_size, runtime.device.type == "cuda", dataset.decodes_files
     )
-    weights = loss_class_weights(config.optim.class_weights, splits["train"], spec.class_names)
+    train_loader, val_loader = build_loaders(
+        splits["train"], splits["val"], spec, config.data, task.collate_fn(), placement
+    )
     model = build_model(config.model.model, spec, config.model.pretrained)
     initialise_weights(model, config.model.init)
     layout = memory_format(config.model)
     model.to(runtime.device, memory_format=layout)
     if runtime.is_main:
-        log.info("model:\n%s", model_summary(model, spec, runtime.device))
+        log.info("model:\n%s", model_summary(model, task.example_input(), runtime.device))
     ema = build_ema(model, config.optim.ema)  # a copy taken before compiling
     if config.model.compile:
         model.compile()  # in place: parameter names, and so checkpoints, stay the model's own
@@ -131,9 +123,6 @@ def build_training(config: Config, runtime: Runtime, log, recorded: dict | None 
     optimisation = Optimisation(
         optimizer=optimizer,
         scheduler=build_scheduler(optimizer, config.optim, len(train_loader)),
-        criterion=nn.CrossEntropyLoss(
-            weight=weights, label_smoothing=config.optim.label_smoothing
-        ).to(runtime.device),
         accum_steps=config.optim.accum_steps,
         clip_grad_norm=config.optim.clip_grad_norm,
         precision=build_precision(config.features, runtime.device, log),
@@ -141,13 +130,22 @@ def build_training(config: Config, runtime: Runtime, log, recorded: dict | None 
     )
     run = config.run
     stopper = EarlyStopping(run.patience, run.min_delta, resolve_mode(run.monitor, run.mode))
-    split = run_split_record(config.data, splits, spec, recorded)
+    split = dataset.split_record(config.data, splits, spec, recorded)
     return Training(
-        model, optimisation, stopper, Progress(), spec, train_loader, val_loader, layout, split
+        model,
+        optimisation,
+        stopper,
+        Progress(),
+        task,
+        spec,
+        train_loader,
+        val_loader,
+        layout,
+        split,
     )
 
 
-def check_has_validation_images(val_split) -> None:
+def check_has_validation_samples(val_split) -> None:
     """A run whose validation split is empty could score nothing: refuse it before training."""
     if len(val_split) == 0:
         raise UserError(
@@ -199,14 +197,12 @@ def fit(
         train_stats = train_one_epoch(
             trained_model,
             training.train_loader,
-            training.optimisation,
-            progress,
+            training,
             runtime,
             run.log_every,
             loggers.log_step,
             show_progress=runtime.is_main and not run.no_progress,
             should_stop=lambda: runtime.any_rank(stop.requested()),
-            memory_format=training.memory_format,
         )
         if train_stats is None:
             save_run_state(training, config, runtime, loggers.state_dict(), [run_dir / "last.pt"])
@@ -224,13 +220,14 @@ def fit(
         record = epoch_record(
             progress.epoch, progress.global_step, lr, train_stats, val_stats, selected_stats
         )
+        record.update({key: selected_stats[key] for key in training.task.recorded_extras})
         # The record goes before the checkpoint (a resume trims metrics.jsonl back to its
         # checkpoint); the figures after it, so that a stop signal arriving meanwhile loses no
         # trained epoch.
         loggers.log_epoch(record, progress.global_step, training.model)
         paths = [run_dir / "last.pt", *([run_dir / "best.pt"] if improved else [])]
         save_run_state(training, config, runtime, loggers.state_dict(), paths)
-        log.info(epoch_line(record, run.epochs))
+        log.info(epoch_line(record, run.epochs, training.task.declaration.headline))
         loggers.log_validation(selected_stats, progress.global_step)
         if cam is not None and progress.epoch % run.cam_every == 0:
             loggers.log_cam(cam(training.selecting_model, progress.epoch), progress.global_step)
@@ -260,9 +257,10 @@ def last_epoch(run: RunConfig, progress: Progress) -> int:
     return min(run.epochs, progress.epoch + run.stop_after_epochs)
 
 
-def sample_batch(training: Training) -> torch.Tensor:
-    """One augmented batch for the loggers, drawn without disturbing the training RNG streams."""
+def sample_batch(training: Training):
+    """One augmented batch's inputs for the loggers, drawn without disturbing the training RNG
+    streams."""
     rng_state = capture_rng_state()
-    images, _ = next(iter(training.train_loader))
+    inputs, _ = next(iter(training.train_loader))
     restore_rng_state(rng_state)
-    return images
+    return inputs

@@ -21,15 +21,16 @@ def epoch_record(
             {f"ema_{key}": value for key, value in selected_stats.items() if key.startswith("val_")}
         )
     record["lr"] = lr
-    record["per_class_acc"] = selected_stats["per_class_acc"]
     return record
 
 
-def epoch_line(record: dict, epochs: int) -> str:
-    ema = f"ema_val_acc {record['ema_val_acc']:.4f} " if "ema_val_acc" in record else ""
+def epoch_line(record: dict, epochs: int, headline: str) -> str:
+    """The epoch's training means, its validation loss and `headline` metric (the EMA's too,
+    when on), the learning rate and the throughput."""
+    shown = [key for key in record if key.startswith("train_")]
+    shown += ["val_loss", headline, *([f"ema_{headline}"] if f"ema_{headline}" in record else [])]
+    scores = " ".join(f"{key} {record[key]:.4f}" for key in shown)
     return (
-        f"epoch {record['epoch']}/{epochs} train_loss {record['train_loss']:.4f} "
-        f"train_acc {record['train_acc']:.4f} val_loss {record['val_loss']:.4f} "
-        f"val_acc {record['val_acc']:.4f} {ema}lr {record['lr']:.2e} "
+        f"epoch {record['epoch']}/{epochs} {scores} lr {record['lr']:.2e} "
         f"{record['samples_per_second']:.0f} samples/s {record['epoch_seconds']:.1f}s"
     )

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from ..config.schema import Config, DataConfig
-from ..data.image_folder import class_differences, folder_class_names
-from ..data.loaders import class_count_of, image_size_of
+from ..data.image_folder import class_differences
+from ..datasets import dataset_info, image_size_of
 from ..errors import UserError
 from ..runs.checkpoint import (
     atomic_save,
@@ -114,32 +114,30 @@ def load_resumable(path: Path, config: Config) -> dict:
         for flag, value in current.items()
         if saved.get(flag) != value
     ]
-    saved_size = state["data_spec"]["image_size"]
-    if saved_size != image_size_of(config.data):
+    saved_size = state["data_spec"].get("image_size")
+    if saved_size is not None and saved_size != image_size_of(config.data):
         differences.append(f"--image-size {saved_size}")
     if differences:
         raise UserError(
             f"checkpoint {path} was trained with {', '.join(differences)}: resume with the same "
             "flags, or start a new --name without --resume"
         )
-    saved_classes, classes = len(state["data_spec"]["class_names"]), class_count_of(config.data)
-    if saved_classes != classes:
-        raise UserError(
-            f"checkpoint {path} is a {saved['model']} for {saved_classes} classes, but this data "
-            f"has {classes}: resume with the data it was trained on, or start a new --name "
-            "without --resume"
-        )
-    check_same_class_names(path, state["data_spec"]["class_names"], config.data)
+    check_same_classes(path, state, config.data)
     return state
 
 
-def check_same_class_names(path: Path, trained: list[str], data: DataConfig) -> None:
-    """An image folder's classes by name: the same count under other names would give the
-    model's outputs to other classes."""
-    if data.dataset != "image_folder":
-        return
-    classes = folder_class_names(Path(data.data_dir))
-    if classes != list(trained):
+def check_same_classes(path: Path, state: dict, data: DataConfig) -> None:
+    """The data's classes, by count and by name: the same count under other names (renamed
+    class folders) would give the model's outputs to other classes."""
+    trained = list(state["data_spec"]["class_names"])
+    classes = dataset_info(data.dataset).class_names(data)
+    if len(trained) != len(classes):
+        raise UserError(
+            f"checkpoint {path} is a {state['config']['model']} for {len(trained)} classes, but "
+            f"this data has {len(classes)}: resume with the data it was trained on, or start a "
+            "new --name without --resume"
+        )
+    if classes != trained:
         raise UserError(
             f"checkpoint {path} was trained on the classes {', '.join(trained)}, but "
             f"{data.data_dir} has others ({class_differences(trained, classes)}): resume with "

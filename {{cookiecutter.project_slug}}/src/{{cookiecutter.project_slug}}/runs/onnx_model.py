@@ -7,7 +7,7 @@ from pathlib import Path
 import onnxruntime
 import torch
 
-from ..data.loaders import DataSpec
+from ..data.spec import DataSpec
 from ..errors import UserError
 
 RECORDED = ("class_names", "input_size", "resize_size", "mean", "std")

@@ -1,0 +1,104 @@
+"""Image datasets the dataset modules build on: tensors in memory, or files on disk."""
+
+import logging
+from pathlib import Path
+
+import torch
+from torch.utils.data import (
+    Dataset,
+)
+from torchvision import datasets, tv_tensors
+
+from ..errors import UserError
+from .image_files import load_rgb
+
+log = logging.getLogger("train.data")
+
+
+class TensorImageDataset(Dataset):
+    """Images already held in memory as a (N, C, H, W) float tensor in [0, 1]."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform) -> None:
+        self.images = images
+        self.labels = labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.transform(tv_tensors.Image(self.images[index])), int(self.labels[index])
+
+
+class ImageFileDataset(Dataset):
+    """Image files on disk, read as 8-bit RGB (see image_files for every mode's conversion).
+
+    Every file passed the up-front check; one that breaks later (changed during training) is
+    replaced by the next readable sample with a warning when `skip_bad_images`, else it stops
+    the run with one line. Large JPEGs are decoded at reduced scale down to `min_side`.
+    """
+
+    def __init__(
+        self, samples: list[tuple[Path, int]], transform, skip_bad_images: bool, min_side: int
+    ) -> None:
+        self.samples = samples
+        self.transform = transform
+        self.skip_bad_images = skip_bad_images
+        self.min_side = min_side
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        for offset in range(len(self.samples)):
+            path, label = self.samples[(index + offset) % len(self.samples)]
+            try:
+                image = load_rgb(path, self.min_side)
+            except Exception as error:  # Pillow raises many types; all mean "unreadable now"
+                self.report_broken(path, error)
+                continue
+            return self.transform(image), label
+        raise UserError("no image of this split can be read any more: check the data folder")
+
+    def report_broken(self, path: Path, error: Exception) -> None:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if not self.skip_bad_images:
+            raise UserError(
+                f"image {path} became unreadable after the check ({reason}): restore it, "
+                "or pass --skip-bad-images"
+            )
+        log.warning("skipped image %s: unreadable since the check (%s)", path, reason)
+
+
+def split_indices(size: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """A deterministic train/val split that depends only on the seed."""
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed)).tolist()
+    val_size = max(1, round(size * val_fraction))
+    return sorted(order[val_size:]), sorted(order[:val_size])
+
+
+def training_labels(dataset: Dataset) -> torch.Tensor:
+    """Every sample's label, read without decoding an image."""
+    if isinstance(dataset, TensorImageDataset):
+        return dataset.labels.long()
+    if isinstance(dataset, ImageFileDataset):
+        return torch.tensor([label for _, label in dataset.samples])
+    if isinstance(dataset, datasets.FakeData):
+        return fake_labels(dataset)
+    if hasattr(dataset, "targets"):  # CIFAR10, and torchvision's other labelled datasets
+        return torch.as_tensor(dataset.targets).long()
+    # A dataset added later that keeps its labels nowhere: read (and decode) every sample.
+    return torch.tensor([dataset[index][1] for index in range(len(dataset))])
+
+
+def fake_labels(dataset: datasets.FakeData) -> torch.Tensor:
+    """FakeData draws each target right after its image, from torch's RNG seeded with the index
+    (plus an offset): replay those draws, which costs far less than building the images."""
+    generator = torch.Generator()
+    image = torch.empty(dataset.image_size)
+    labels = torch.empty(len(dataset), dtype=torch.long)
+    for index in range(len(dataset)):
+        generator.manual_seed(index + dataset.random_offset)
+        torch.randn(dataset.image_size, generator=generator, out=image)
+        labels[index] = torch.randint(0, dataset.num_classes, (1,), generator=generator)
+    return labels

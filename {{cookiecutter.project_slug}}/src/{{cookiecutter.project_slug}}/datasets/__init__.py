@@ -1,0 +1,66 @@
+"""The datasets this project trains on: one module each, registering itself with its facts.
+
+Adding a dataset is adding a module to this folder that calls `register(DatasetInfo(...))`;
+its name becomes a --dataset choice. This file imports no torch: the flags list the modules
+without importing them, so --help stays instant.
+"""
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+def nothing_to_record(config, splits, spec, recorded):
+    """A split that folders or the seed alone fix: nothing to record."""
+    return None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the rest of the project needs to know about a dataset.
+
+    `build(config, augment, recorded_split)` returns ({"train", "val"[, "test"]: Dataset},
+    spec); `class_names(config)` the classes, known without reading a sample (resume checks);
+    `split_record(config, splits, spec, recorded)` the carved split a run records, if any.
+    """
+
+    name: str
+    task: str  # the tasks/ package that trains on it
+    build: Callable
+    class_names: Callable
+    default_image_size: int
+    needs_data_dir: bool = False
+    decodes_files: bool = False  # DataLoader worker processes pay off
+    split_record: Callable = nothing_to_record
+    help: str = ""
+
+
+REGISTERED: dict[str, DatasetInfo] = {}
+
+
+def register(info: DatasetInfo) -> DatasetInfo:
+    REGISTERED[info.name] = info
+    return info
+
+
+def dataset_names() -> list[str]:
+    return sorted(module.name for module in pkgutil.iter_modules(__path__))
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    importlib.import_module(f"{__name__}.{name}")
+    return REGISTERED[name]
+
+
+def build_datasets(config, augment: bool = True, recorded_split: dict | None = None):
+    """The "train", "val" (and "test") datasets and the spec of --dataset.
+
+    augment=False gives the train split the eval transforms (for scoring every sample);
+    `recorded_split`: the split a run recorded, which a carved split reuses.
+    """
+    return dataset_info(config.dataset).build(config, augment, recorded_split)
+
+
+def image_size_of(config) -> int:
+    return config.image_size or dataset_info(config.dataset).default_image_size

@@ -1,0 +1,59 @@
+"""The seam between the engine and a task: every call the engine makes about batches, losses
+and metrics. A batch is (inputs, targets), each a tensor or any dict, list or tuple of them
+(the engine moves them to the device); what they hold is the task's business."""
+
+
+class Validation:
+    """Scores accumulated over one pass of the validation split, reduced across DDP ranks."""
+
+    def update(self, outputs, targets) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> dict:
+        """Every score by name: "val_loss" and the task's metrics as floats, plus whatever the
+        task's reports and loggers read (per-class scores, predictions...)."""
+        raise NotImplementedError
+
+
+class Task:
+    """A kind of problem, as the engine sees it. Built once per run (tasks.build_task)."""
+
+    declaration = None  # its TaskDeclaration (tasks/__init__.py)
+
+    # The running training sums a task keeps besides the loss and the sample count, as
+    # train_<name> means in metrics.jsonl.
+    train_metrics: tuple[str, ...] = ()
+    # Per-class (or other non-scalar) validation scores that metrics.jsonl records.
+    recorded_extras: tuple[str, ...] = ()
+
+    def collate_fn(self):
+        """Makes a training batch from the seeded samples (sample, target, seed)."""
+        raise NotImplementedError
+
+    def forward(self, model, inputs):
+        """The model's outputs for a batch's inputs (validation, inference)."""
+        raise NotImplementedError
+
+    def training_loss(self, model, inputs, targets):
+        """(loss, outputs) of a training batch: the forward pass and the loss, under autocast."""
+        raise NotImplementedError
+
+    def running_sums(self, loss, outputs, targets):
+        """A 1-D float tensor: [loss x samples, one sum per train_metrics name, samples]."""
+        raise NotImplementedError
+
+    def validation(self, keep_predictions: bool) -> Validation:
+        raise NotImplementedError
+
+    def example_input(self):
+        """One input batch of the shapes the model takes (summary, ONNX export)."""
+        raise NotImplementedError
+
+    def report(self, scores: dict) -> dict:
+        """The evaluate command's report of a Validation's scores, as JSON-ready values."""
+        raise NotImplementedError
+
+    def format_report(self, report: dict) -> str:
+        """The report as the evaluate command prints it (`report` also holds "split", "images"
+        and "weights")."""
+        raise NotImplementedError

@@ -1,0 +1,24 @@
+"""Image classification: a batch is (images (N, C, H, W), labels (N,) or class-probability
+rows with MixUp/CutMix); cross-entropy; accuracy, top-5 and a confusion matrix."""
+
+from .. import TaskDeclaration
+
+DECLARATION = TaskDeclaration(
+    name="image_classification",
+    metrics={"val_loss": "min", "val_acc": "max"},
+    headline="val_acc",
+    supports=frozenset(
+        {
+            "mixup",
+            "cutmix",
+            "label_smoothing",
+            "class_weights",
+            "balanced_sampling",
+            "channels_last",
+            "grad_cam",
+            "embeddings",
+            "mistakes",
+            "onnx",
+        }
+    ),
+)

@@ -1,0 +1,59 @@
+"""A model made ready to train: its initialisation scheme, memory layout and summary."""
+
+import torch
+from torch import nn
+from torchinfo import summary
+
+from ..config.schema import ModelConfig
+
+
+def memory_format(config: ModelConfig) -> torch.memory_format:
+    """How the model's weights and inputs are laid out in memory (--channels-last)."""
+    return torch.channels_last if config.channels_last else torch.contiguous_format
+
+
+def initialise_weights(model: nn.Module, scheme: str) -> None:
+    """Re-initialise conv and linear weights; norms get weight 1 / bias 0, biases 0.
+
+    "default" keeps PyTorch's own per-layer initialisation.
+    """
+    if scheme == "default":
+        return
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            init_weight(module.weight, scheme, is_conv=isinstance(module, nn.Conv2d))
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def init_weight(weight, scheme: str, is_conv: bool) -> None:
+    # Convs use fan_out (as torchvision's ResNets do): it keeps the backward signal stable.
+    fan_mode = "fan_out" if is_conv else "fan_in"
+    if scheme == "kaiming_normal":
+        nn.init.kaiming_normal_(weight, mode=fan_mode, nonlinearity="relu")
+    elif scheme == "kaiming_uniform":
+        nn.init.kaiming_uniform_(weight, mode=fan_mode, nonlinearity="relu")
+    elif scheme == "xavier_normal":
+        nn.init.xavier_normal_(weight)
+    elif scheme == "xavier_uniform":
+        nn.init.xavier_uniform_(weight)
+    elif scheme == "orthogonal":
+        nn.init.orthogonal_(weight)
+    elif scheme == "normal":
+        nn.init.normal_(weight, std=0.01)
+
+
+def model_summary(model: nn.Module, example_input, device: torch.device) -> str:
+    """torchinfo's table of layers, output sizes and parameter counts, for one example input."""
+    table = summary(
+        model,
+        input_data=[example_input],
+        device=device,
+        mode="eval",
+        verbose=0,
+        col_names=("output_size", "num_params"),
+    )
+    return str(table)
