@@ -79,7 +79,7 @@ def test_last_partial_batch_is_kept_unless_it_is_one_sample(samples, batches):
     collate = BatchCollator(spec.num_classes, 0.0, 0.0)
     placement = Placement(rank=0, world_size=1, pin_memory=False, decodes_files=False)
     train_loader, _ = build_loaders(
-        splits["train"], splits["val"], spec, config, collate, placement
+        splits["train"], splits["val"], spec, config, (collate, None), placement
     )
     assert [len(labels) for _, labels in train_loader] == batches
 

@@ -93,9 +93,11 @@ def evaluate_checkpoint(args: argparse.Namespace) -> tuple[dict, Task]:
     dataset = split_dataset(splits, split, data)
     model = build_model(config.model.model, trained)
     load_model_weights(model, checkpoint, args.checkpoint, for_inference=True)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size)
     cpu = torch.device("cpu")
     task = build_task(dataset_info(data.dataset).task, config, trained, None, cpu)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=args.batch_size, collate_fn=task.eval_collate_fn()
+    )
     report = {
         "checkpoint": str(args.checkpoint),
         "data_dir": None if data.data_dir is None else str(data.data_dir),

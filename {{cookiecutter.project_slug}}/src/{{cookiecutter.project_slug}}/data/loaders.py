@@ -40,11 +40,11 @@ def build_loaders(
     val: Dataset,
     spec: DataSpec,
     config: DataConfig,
-    collate_fn,
+    collate_fns: tuple,
     placement: Placement,
 ) -> tuple[DataLoader, DataLoader]:
     """Loaders whose shuffling and augmentation depend only on (seed, epoch, sample);
-    `collate_fn` makes the task's training batches.
+    `collate_fns` make the task's training and validation batches.
 
     The last, partial batch is kept unless it holds a single sample, which BatchNorm cannot
     normalise: small folders train on every image.
@@ -72,7 +72,7 @@ def build_loaders(
         SeededAugmentation(train),
         batch_size=config.batch_size,
         sampler=sampler,
-        collate_fn=collate_fn,
+        collate_fn=collate_fns[0],
         drop_last=len(sampler) % config.batch_size == 1,
         **workers,
     )
@@ -80,6 +80,7 @@ def build_loaders(
         val,
         batch_size=config.batch_size,
         sampler=ShardSampler(len(val), rank, world_size),
+        collate_fn=collate_fns[1],
         **workers,
     )
     return train_loader, val_loader

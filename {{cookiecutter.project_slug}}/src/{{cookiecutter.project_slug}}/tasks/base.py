@@ -30,6 +30,11 @@ class Task:
         """Makes a training batch from the seeded samples (sample, target, seed)."""
         raise NotImplementedError
 
+    def eval_collate_fn(self):
+        """Makes a validation or evaluation batch from (sample, target) pairs; None: stack them
+        (torch's default_collate)."""
+        return None
+
     def forward(self, model, inputs):
         """The model's outputs for a batch's inputs (validation, inference)."""
         raise NotImplementedError

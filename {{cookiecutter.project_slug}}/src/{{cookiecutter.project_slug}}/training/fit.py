@@ -107,8 +107,9 @@ def build_training(config: Config, runtime: Runtime, log, recorded: dict | None 
     placement = Placement(
         runtime.rank, runtime.world_size, runtime.device.type == "cuda", dataset.decodes_files
     )
+    collate_fns = (task.collate_fn(), task.eval_collate_fn())
     train_loader, val_loader = build_loaders(
-        splits["train"], splits["val"], spec, config.data, task.collate_fn(), placement
+        splits["train"], splits["val"], spec, config.data, collate_fns, placement
     )
     model = build_model(config.model.model, spec, config.model.pretrained)
     initialise_weights(model, config.model.init)

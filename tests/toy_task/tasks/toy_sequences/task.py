@@ -1,0 +1,83 @@
+"""The toy sequence task through the seam: batches are ({"tokens", "mask"}, {"label"})."""
+
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..base import Task, Validation
+from . import DECLARATION
+
+
+def padded(sequences: list[torch.Tensor]) -> dict:
+    tokens = nn.utils.rnn.pad_sequence(sequences, batch_first=True)
+    lengths = torch.tensor([len(sequence) for sequence in sequences])
+    mask = torch.arange(tokens.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+    return {"tokens": tokens, "mask": mask}
+
+
+def training_batch(samples: list) -> tuple[dict, dict]:
+    sequences, labels, _ = zip(*samples, strict=True)
+    return padded(list(sequences)), {"label": torch.tensor(labels)}
+
+
+def evaluation_batch(samples: list) -> tuple[dict, dict]:
+    sequences, labels = zip(*samples, strict=True)
+    return padded(list(sequences)), {"label": torch.tensor(labels)}
+
+
+class SequenceScores(Validation):
+    def __init__(self, device: torch.device) -> None:
+        self.loss = MeanMetric().to(device)
+        self.accuracy = MulticlassAccuracy(2, average="micro").to(device)
+
+    def update(self, outputs: torch.Tensor, targets: dict) -> None:
+        logits, labels = outputs.float(), targets["label"]
+        self.loss.update(nn.functional.cross_entropy(logits, labels, reduction="none"))
+        self.accuracy.update(logits, labels)
+
+    def compute(self) -> dict:
+        return {"val_loss": float(self.loss.compute()), "val_acc": float(self.accuracy.compute())}
+
+
+class ToySequenceTask(Task):
+    declaration = DECLARATION
+    train_metrics = ("acc",)
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def collate_fn(self):
+        return training_batch
+
+    def eval_collate_fn(self):
+        return evaluation_batch
+
+    def forward(self, model, inputs):
+        return model(inputs)
+
+    def training_loss(self, model, inputs, targets):
+        logits = model(inputs)
+        return nn.functional.cross_entropy(logits, targets["label"]), logits
+
+    def running_sums(self, loss, outputs, targets):
+        labels = targets["label"]
+        correct = (outputs.argmax(dim=1) == labels).sum().float()
+        samples = loss.new_tensor(labels.shape[0], dtype=torch.float32)
+        return torch.stack([loss.float() * labels.shape[0], correct, samples])
+
+    def validation(self, keep_predictions: bool) -> SequenceScores:
+        return SequenceScores(self.device)
+
+    def report(self, scores: dict) -> dict:
+        return scores
+
+    def format_report(self, report: dict) -> str:
+        return f"{report['split']}: loss {report['val_loss']:.4f} accuracy {report['val_acc']:.4f}"
+
+    def example_input(self):
+        return padded([torch.tensor([2, 3, 1]), torch.tensor([4, 5])])
+
+
+def build(config, spec, train_split, device) -> ToySequenceTask:
+    return ToySequenceTask(device)
