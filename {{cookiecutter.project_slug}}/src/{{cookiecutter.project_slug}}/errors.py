@@ -22,6 +22,11 @@ def reports_mistakes() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def first_line(error: BaseException) -> str:
+    """What went wrong, in one line: the error's first line, or its type when it says nothing."""
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def user_message(error: UserError) -> str:
     """The error's one line; one raised in a DataLoader worker arrives wrapped in its traceback,
     whose last line reads "<module>.UserError: <message>"."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .config.flags import (
     ConfigParser,
@@ -27,11 +27,12 @@ from .config.flags import (
     non_negative_int,
     positive_int,
 )
+from .data.image_datasets import ImageFileDataset
 from .data.image_files import IMAGE_EXTENSIONS, is_image_file, load_rgb
 from .data.image_folder import files_under
 from .data.spec import DataSpec
 from .data.transforms import decode_min_side, image_file_transform
-from .errors import UserError, prepare_output_file, run_reporting_user_errors
+from .errors import UserError, first_line, prepare_output_file, run_reporting_user_errors
 from .models import build_model
 from .runs.checkpoint import load_checkpoint, load_model_weights
 from .runs.runtime import resolve_device
@@ -197,23 +198,20 @@ def quoted(paths: list[Path]) -> str:
     return shown + (f" and {len(paths) - LISTED} more" if len(paths) > LISTED else "")
 
 
-class ImageFiles(Dataset):
-    """Each file as the model's input, or why it cannot be read."""
+class ImageFiles(ImageFileDataset):
+    """Each file as the model's input, or why it cannot be read (predict skips those files)."""
 
     def __init__(self, paths: list[Path], spec: DataSpec) -> None:
-        self.paths = paths
-        self.transform = image_file_transform(spec)
-        self.min_side = decode_min_side(spec)
-
-    def __len__(self) -> int:
-        return len(self.paths)
+        samples = [(path, 0) for path in paths]
+        transform = image_file_transform(spec)
+        super().__init__(samples, transform, skip_bad_images=False, min_side=decode_min_side(spec))
 
     def __getitem__(self, index: int) -> tuple[Path, torch.Tensor | None, str]:
-        path = self.paths[index]
+        path = self.samples[index][0]
         try:
             image = load_rgb(path, self.min_side)
         except Exception as error:  # Pillow raises many types for broken files
-            return path, None, str(error).splitlines()[0] if str(error) else type(error).__name__
+            return path, None, first_line(error)
         return path, self.transform(image), ""
 
 

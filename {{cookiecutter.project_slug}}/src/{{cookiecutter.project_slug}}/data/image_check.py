@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from ..errors import first_line
 from .image_files import load_rgb
 
 PARALLEL_CHECK_MIN = 256  # fewer files are checked faster than processes start
@@ -67,7 +68,7 @@ def image_problem(path: Path) -> str:
     try:
         load_rgb(path)
     except Exception as error:  # Pillow raises many types for broken files; all mean "unreadable"
-        return str(error).splitlines()[0] if str(error) else type(error).__name__
+        return first_line(error)
     return ""
 
 

@@ -9,7 +9,7 @@ from torch.utils.data import (
 )
 from torchvision import datasets, tv_tensors
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .image_files import load_rgb
 
 log = logging.getLogger("train.data")
@@ -61,7 +61,7 @@ class ImageFileDataset(Dataset):
         raise UserError("no image of this split can be read any more: check the data folder")
 
     def report_broken(self, path: Path, error: Exception) -> None:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         if not self.skip_bad_images:
             raise UserError(
                 f"image {path} became unreadable after the check ({reason}): restore it, "

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # Fault-injection tests set this to a file path: a save then creates the file and waits, with
@@ -105,7 +105,7 @@ def load_checkpoint(path: Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any failure to unpickle means the file cannot be resumed from
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise UserError(
             f"checkpoint {path} is truncated or not a PyTorch checkpoint ({reason}): "
             "use another file, e.g. best.pt, or start a new run"

@@ -8,7 +8,7 @@ import onnxruntime
 import torch
 
 from ..data.spec import DataSpec
-from ..errors import UserError
+from ..errors import UserError, first_line
 
 RECORDED = ("class_names", "input_size", "resize_size", "mean", "std")
 
@@ -32,7 +32,7 @@ def open_session(path: Path, device: torch.device) -> onnxruntime.InferenceSessi
     try:
         return onnxruntime.InferenceSession(path, providers=providers)
     except Exception as error:  # onnxruntime raises its own types for files it cannot read
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise UserError(
             f"{path} is not an ONNX model onnxruntime can load ({reason}): pass a model.onnx "
             "written by export"
