@@ -17,7 +17,7 @@ from conftest import read_metrics, run_command, train_command
 from options import SLUG
 
 TOY = Path(__file__).parent / "toy_task"
-ANSWERS = {"logger": "none", "mixed_precision": "yes", "multi_gpu": "ddp", "onnx_export": "no"}
+ANSWERS = {"logger": "none", "mixed_precision": "yes", "multi_gpu": "ddp", "onnx_export": "yes"}
 TOY_RUN = ["--dataset", "toy_sequences", "--model", "toy_bag", "--batch-size", "16"]
 TOY_RUN += ["--epochs", "3", "--lr", "0.05", "--deterministic", "--no-progress"]
 TOY_RUN += ["--amp", "--accum-steps", "2"]
@@ -80,7 +80,9 @@ def test_toy_task_learns_and_resumes_mid_epoch_exactly(
     assert_same_run(straight, cut)
 
 
-def test_evaluate_prints_the_tasks_report(project, preloaded_python, tmp_path):
+def test_evaluate_prints_the_tasks_report_and_export_refuses_in_one_line(
+    project, preloaded_python, tmp_path
+):
     run_dir = train(project, preloaded_python, tmp_path, "--epochs", "1", "--accum-steps", "1")
     evaluate = [
         *preloaded_python,
@@ -92,6 +94,13 @@ def test_evaluate_prints_the_tasks_report(project, preloaded_python, tmp_path):
     result = run_command(evaluate, project)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("val: loss ")
+    export = [*preloaded_python, "-m", f"{SLUG}.export", "--checkpoint", str(run_dir / "best.pt")]
+    result = run_command([*export, "--output", str(tmp_path / "model.onnx")], project)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: checkpoint {run_dir / 'best.pt'} is a toy_sequences model, which this project "
+        "does not export to ONNX: use the checkpoint itself"
+    )
 
 
 @pytest.mark.parametrize(

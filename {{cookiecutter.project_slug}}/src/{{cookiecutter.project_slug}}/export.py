@@ -20,10 +20,12 @@ from torch import nn
 from .config.flags import ConfigParser
 from .config.schema import Config
 from .data.spec import DataSpec
+from .datasets import dataset_info
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
 from .loggers.base import RunLogger, register_logger
 from .models import build_model
 from .runs.checkpoint import load_checkpoint, load_model_weights
+from .tasks import declaration
 
 # Largest absolute difference allowed between PyTorch and onnxruntime float32 logits.
 TOLERANCE = 1e-4
@@ -134,10 +136,20 @@ def export_checkpoint(
 ) -> None:
     prepare_onnx_output(output, checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
+    check_task_exports(checkpoint, checkpoint_path)
     spec = DataSpec.from_dict(checkpoint["data_spec"])
     model = build_model(checkpoint["config"]["model"], spec)
     load_model_weights(model, checkpoint, checkpoint_path, for_inference=True)
     export_and_verify(model, spec, output, report)
+
+
+def check_task_exports(checkpoint: dict, checkpoint_path: Path) -> None:
+    task = dataset_info(checkpoint["config"]["dataset"]).task
+    if "onnx" not in declaration(task).supports:
+        raise UserError(
+            f"checkpoint {checkpoint_path} is a {task} model, which this project does not export "
+            "to ONNX: use the checkpoint itself"
+        )
 
 
 @register_logger
