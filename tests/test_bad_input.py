@@ -263,7 +263,7 @@ CASES = {
     "config with a number to compile": (config_file("compile: 1\n"), "compile must be true or"),
     "Grad-CAM of the mlp": (
         flags("--model", "mlp", "--cam-every", "1"),
-        "the mlp has no spatial feature map: --cam-every needs simple_cnn or resnet18",
+        "--model mlp has no spatial feature map for Grad-CAM: drop --cam-every",
     ),
     "negative Grad-CAM interval": (flags("--cam-every", "-1"), "--cam-every: must be zero or more"),
     "resume with another EMA decay": (
@@ -391,6 +391,14 @@ CASES = {
     "resume with another validation share": (
         resume_previous_run("--val-fraction", "0.5"),
         "was trained with --val-fraction 0.5",
+    ),
+    "pretrained weights of a model that has none": (
+        flags("--model", "simple_cnn", "--pretrained"),
+        "--pretrained: simple_cnn has no pretrained weights; drop --pretrained",
+    ),
+    "a metric the task does not compute": (
+        flags("--monitor", "val_f1"),
+        "--monitor val_f1 is not a metric of image_classification: pick one of val_loss, val_acc",
     ),
 }
 # Cases that need another rendering than the catalogue's default one.
