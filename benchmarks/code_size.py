@@ -1,28 +1,34 @@
-"""Size of the generated package: lines of code, not counting blank lines, comments and
-docstrings, for the all-options and the minimal combination.
+"""Size of the generated package, for the all-options and the minimal combination: code lines
+(not counting blank lines, comments and docstrings), modules, the largest module and the widest
+folder (the most modules side by side), with any module over 300 code lines or folder over 12
+modules flagged.
 
     .venv/bin/python benchmarks/code_size.py
 """
 
 import ast
+import json
 import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 from rendered_project import PACKAGE, ROOT
 
 SCRATCH = ROOT / ".scratch" / "benchmarks" / "size"
-COMBINATIONS = {
-    "all options": {},
-    "minimal": {
-        "logger": "none",
-        "mixed_precision": "no",
-        "multi_gpu": "none",
-        "onnx_export": "no",
-    },
-}
+MINIMAL = {"logger": "none", "mixed_precision": "no", "multi_gpu": "none", "onnx_export": "no"}
+# Optional parts that the minimal combination leaves out where the template offers the switch.
+MINIMAL_IF_OFFERED = {"sweeps": "no", "insight": "no"}
+MODULE_LIMIT = 300  # code lines
+FOLDER_LIMIT = 12  # modules
+
+
+def combinations() -> dict[str, dict[str, str]]:
+    offered = json.loads((ROOT / "cookiecutter.json").read_text())
+    optional = {key: value for key, value in MINIMAL_IF_OFFERED.items() if key in offered}
+    return {"all options": {}, "minimal": {**MINIMAL, **optional}}
 
 
 def docstring_lines(tree: ast.Module) -> set[int]:
@@ -60,15 +66,44 @@ def render(name: str, answers: dict) -> Path:
     return output / PACKAGE / "src" / PACKAGE
 
 
+def folder_name(module: str) -> str:
+    """A module's folder, from the package root: 'training/', or '.' for the root itself."""
+    parent = Path(module).parent
+    return "." if parent == Path(".") else f"{parent}/"
+
+
+def row(name: str, package: Path) -> list[str]:
+    sizes = {
+        path.relative_to(package).as_posix(): code_lines(path)
+        for path in sorted(package.rglob("*.py"))
+    }
+    folders = Counter(folder_name(module) for module in sizes)
+    largest = max(sizes, key=sizes.get)
+    widest = max(folders, key=folders.get)
+    flagged = [f"{module} {lines}" for module, lines in sizes.items() if lines > MODULE_LIMIT]
+    flagged += [
+        f"{folder} {count} modules" for folder, count in folders.items() if count > FOLDER_LIMIT
+    ]
+    return [
+        name,
+        str(sum(sizes.values())),
+        str(len(sizes)),
+        f"{largest} {sizes[largest]}",
+        f"{widest} {folders[widest]}",
+        ", ".join(flagged) or "none",
+    ]
+
+
 def main() -> None:
-    print("| combination | modules | lines of code | largest modules |")
-    print("| --- | ---: | ---: | --- |")
-    for name, answers in COMBINATIONS.items():
-        package = render(name, answers)
-        sizes = {str(path.relative_to(package)): code_lines(path) for path in package.rglob("*.py")}
-        largest = sorted(sizes.items(), key=lambda item: -item[1])[:3]
-        biggest = ", ".join(f"{module} {lines}" for module, lines in largest)
-        print(f"| {name} | {len(sizes)} | {sum(sizes.values())} | {biggest} |")
+    header = ["combination", "code lines", "modules", "largest module (code lines)"]
+    header += ["widest folder (modules)", f"over {MODULE_LIMIT} lines / {FOLDER_LIMIT} modules"]
+    rows = [row(name, render(name, answers)) for name, answers in combinations().items()]
+    align = ["---", "---:", "---:", "---", "---", "---"]
+    for cells in [header, align, *rows]:
+        print("| " + " | ".join(cells) + " |")
+    for name, answers in combinations().items():
+        if answers:
+            print(f"{name}: {' '.join(f'{key}={value}' for key, value in answers.items())}")
 
 
 if __name__ == "__main__":

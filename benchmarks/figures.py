@@ -23,8 +23,8 @@ import torch
 from rendered_project import ROOT, build_training, import_project, machine_line, render_project
 
 SCRATCH = ROOT / ".scratch" / "benchmarks" / "figures"
-MODULES = ("config.schema", "data.loaders", "training.loop", "config.extras", "runs.runtime", "training.fit")
-MODULES += ("loggers.tensorboard_logger",)
+MODULES = ("config.extras", "config.parser", "data.spec", "training.loop", "runs.runtime")
+MODULES += ("training.fit", "loggers.tensorboard_logger")
 CLASS_COUNTS = (10, 200, 1000)
 BAR = 0.10  # the figures of the most classes may cost at most this share of an epoch
 EPOCH = "training epoch (digits)"
@@ -40,8 +40,7 @@ def training_epoch(project: dict):
         engine.train_one_epoch(
             training.model,
             training.train_loader,
-            training.optimisation,
-            engine.Progress(),
+            training,
             runtime,
             config.run.log_every,
             lambda values, step: None,
@@ -66,7 +65,7 @@ def validation_results(classes: int) -> dict:
 def figure_logging(project: dict, config, classes: int):
     """A function that logs one more epoch's figures of `classes` classes to TensorBoard."""
     names = tuple(f"class {index:04d}" for index in range(classes))
-    spec = project["data.loaders"].DataSpec(names, 1, 8, (0.5,), (0.5,), 8)
+    spec = project["data.spec"].DataSpec(names, 1, 8, (0.5,), (0.5,), 8)
     folder = SCRATCH / "runs" / f"{classes}-classes"
     logger = project["loggers.tensorboard_logger"].TensorBoardLogger(folder, config, spec, None)
     results = validation_results(classes)

@@ -70,7 +70,8 @@ GPU_DATA = "--dataset fake --fake-samples 640 --image-size 32 --batch-size 64".s
 CPU_DATA = "--dataset fake --fake-samples 160 --image-size 8 --batch-size 32".split()
 TRAIN_TIMEOUT = 180
 TEST_TIMEOUT = 300
-PROJECT_MODULES = ("config.schema", "training.loop", "config.extras", "training.optimisation", "runs.runtime", "training.fit")
+PROJECT_MODULES = ("config.extras", "config.parser", "training.loop", "training.optimisation")
+PROJECT_MODULES += ("runs.runtime", "training.fit")
 BENCH_MODELS = ("simple_cnn", "resnet18")
 BENCH_TRAIN_BATCHES = 8  # full batches collated once and cached on the device
 QUIET = logging.getLogger("gpu-check")
@@ -528,7 +529,7 @@ def drop_step_values(values: dict, step: int) -> None:
 
 
 def generated_loop(project: dict, config, training, batches: list, device: torch.device):
-    """The generated epoch, called as trainer.fit calls it."""
+    """The generated epoch, called as training.fit calls it."""
     engine = project["training.loop"]
     runtime = project["runs.runtime"].Runtime(device)
 
@@ -536,13 +537,11 @@ def generated_loop(project: dict, config, training, batches: list, device: torch
         engine.train_one_epoch(
             training.model,
             batches,
-            training.optimisation,
-            training.progress,
+            training,
             runtime,
             config.run.log_every,
             drop_step_values,
             show_progress=False,
-            memory_format=training.memory_format,
         )
         training.progress.epoch += 1
 

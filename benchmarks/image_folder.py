@@ -41,7 +41,8 @@ from torchvision import datasets
 from torchvision.datasets.folder import default_loader
 
 SCRATCH = ROOT / ".scratch" / "benchmarks" / "image-folder"
-PROJECT_MODULES = ("config.schema", "data.loaders", "training.loop", "data.image_files", "data.image_folder", "runs.runtime", "training.fit")
+PROJECT_MODULES = ("config.parser", "data.loaders", "data.sampling", "data.image_files")
+PROJECT_MODULES += ("data.image_check", "training.loop", "runs.runtime", "training.fit")
 sys.path.insert(0, str(ROOT / "tests"))
 from photos import build_photo_folder  # noqa: E402  (tests/ is not a package)
 
@@ -82,6 +83,11 @@ def build_folders(quick: bool) -> dict[str, Path]:
     return folders
 
 
+def default_workers(project: dict) -> int:
+    """The generated default --num-workers for a dataset of files, in a single process."""
+    return project["data.loaders"].default_num_workers(decodes_files=True, local_world_size=1)
+
+
 def image_paths(folder: Path, project: dict) -> list[Path]:
     is_image = project["data.image_files"].is_image_file
     return sorted(path for path in folder.rglob("*") if path.is_file() and is_image(path))
@@ -109,7 +115,7 @@ def timed_check(project: dict, root: Path, paths: list[Path], cache: Path) -> fl
     """Seconds of one `find_unreadable` call with its cache under `cache`; every photo must pass."""
     os.environ["XDG_CACHE_HOME"] = str(cache)
     started = time.perf_counter()
-    problems = project["data.image_folder"].find_unreadable(root, paths)
+    problems = project["data.image_check"].find_unreadable(root, paths)
     seconds = time.perf_counter() - started
     if problems:
         sys.exit(f"the check rejected generated photos: {problems}")
@@ -175,13 +181,10 @@ def usable_cores() -> int:
 
 def generated_loader(project: dict, folder: Path, workers: int) -> DataLoader:
     """The train loader exactly as the generated trainer builds it."""
-    data = project["data.loaders"]
     argv = ["--dataset", "image_folder", "--data-dir", str(folder)]
     argv += ["--batch-size", str(BATCH_SIZE), "--num-workers", str(workers)]
-    config = project["config.parser"].parse_config(argv)
-    splits, spec = data.build_datasets(config.data)
-    train, _ = data.build_loaders(splits["train"], splits["val"], spec, config.data, 0, 1, False)
-    return train
+    _, training, _ = build_training(project, argv)
+    return training.train_loader
 
 
 def train_transform(loader: DataLoader):
@@ -268,10 +271,10 @@ def loader_report(rates: dict[tuple[str, int], list[float]], samples: int) -> st
         [
             f"One epoch = {samples} training photos, batch {BATCH_SIZE}, no model; "
             f"{len(next(iter(rates.values())))} rotating rounds after a warm-up epoch each.",
-            "generated: parse_config + build_datasets + build_loaders (SeededShuffle sampler, "
-            "SeededAugmentation, load_rgb). bare: ImageFolder(train, the generated loader's "
-            "train transform object, PIL default_loader) + DataLoader(shuffle=True, "
-            "persistent_workers when num_workers > 0).",
+            "generated: parse_config + build_training (the dataset's build, build_loaders: "
+            "SeededShuffle sampler, SeededAugmentation, load_rgb). bare: ImageFolder(train, "
+            "the generated loader's train transform object, PIL default_loader) + "
+            "DataLoader(shuffle=True, persistent_workers when num_workers > 0).",
             "Both read the same files: torchvision's extension list lacks .gif, so the bare "
             "ImageFolder gets the generated list as is_valid_file. The bare loader reads the "
             "16-bit PNGs (1 file in 21) as all-white pictures, without an error.",
@@ -301,21 +304,19 @@ def sample_costs(project: dict, folder: Path, rounds: int) -> tuple[dict, dict]:
     transforms of one small image run on the calling thread). Returns ({part: per-round µs},
     {file kind: (files, {read part: per-round µs})}).
     """
-    data, load_rgb = project["data.loaders"], project["data.image_files"].load_rgb
+    sampling, load_rgb = project["data.sampling"], project["data.image_files"].load_rgb
     loader = generated_loader(project, folder, 0)
     generated, sampler = loader.dataset, loader.sampler
     transform = train_transform(loader)
     bare = bare_dataset(project, folder, transform)
     keys = list(sampler)
     paths = [str(path) for path, _ in generated.dataset.samples]
-    min_side = getattr(generated.dataset, "min_side", None)  # newer templates pass a draft size
-    if min_side is not None:
-        load_rgb = functools.partial(load_rgb, min_side=min_side)
+    load_rgb = functools.partial(load_rgb, min_side=generated.dataset.min_side)  # its draft size
     decoded = [load_rgb(path) for path in paths]
     kinds = [file_kind(path) for path in paths]
 
     def seeding(index: int, key: tuple[int, int]) -> None:
-        with data.seeded_cpu_rng(key[1]):
+        with sampling.seeded_cpu_rng(key[1]):
             pass
 
     parts: dict[str, Callable[[int, tuple[int, int]], object]] = {
@@ -325,7 +326,7 @@ def sample_costs(project: dict, folder: Path, rounds: int) -> tuple[dict, dict]:
         READ_GENERATED: lambda index, key: load_rgb(paths[index]),
         "train transform on a decoded photo (shared)": lambda index, key: transform(decoded[index]),
         "seeded_cpu_rng enter + exit (generated, worker)": seeding,
-        SAMPLE_KEY: lambda index, key: data.derived_seed(sampler.seed, sampler.epoch, index),
+        SAMPLE_KEY: lambda index, key: sampling.derived_seed(sampler.seed, sampler.epoch, index),
     }
     names = list(parts)
     costs = {name: [] for name in names}
@@ -422,7 +423,7 @@ def training_rates(
     project: dict, folder: Path, model: str, image_size: int, epochs: int, cap: int | None
 ) -> list[float]:
     """samples/s that the generated train_one_epoch reports, for `epochs` epochs after a warm-up."""
-    workers = project["data.loaders"].default_num_workers("image_folder", 1)
+    workers = default_workers(project)
     argv = ["--dataset", "image_folder", "--data-dir", str(folder), "--model", model]
     argv += ["--image-size", str(image_size), "--num-workers", str(workers)]
     argv += ["--device", "cpu", "--output-dir", str(SCRATCH / "runs")]
@@ -434,8 +435,7 @@ def training_rates(
         values = project["training.loop"].train_one_epoch(
             training.model,
             loader,
-            training.optimisation,
-            training.progress,
+            training,
             cpu,
             config.run.log_every,
             lambda values, step: None,
@@ -621,7 +621,7 @@ def main() -> None:
     project_dir = render_project(SCRATCH / "project", SCRATCH)
     project = import_project(project_dir, PROJECT_MODULES)
     folders = build_folders(args.quick)
-    default_workers = project["data.loaders"].default_num_workers("image_folder", 1)
+    workers = default_workers(project)
     train_images = len(image_paths(folders["loader"] / "train", project))
     sections, others = {}, {}
 
@@ -633,7 +633,7 @@ def main() -> None:
 
     progress("2. loaders")
     meter, title = CpuMeter(), "2. Loader speed"
-    worker_counts = sorted({default_workers, 0}, reverse=True)
+    worker_counts = sorted({workers, 0}, reverse=True)
     rates = measure_loaders(project, folders["loader"], worker_counts, args.rounds)
     costs = costs_report(
         *sample_costs(project, folders["loader"], 2 if args.quick else 5), train_images
@@ -645,7 +645,7 @@ def main() -> None:
     meter, title = CpuMeter(), "3. Training throughput per model and image size"
     epochs = 1 if args.quick else 3
     results = measure_training(project, folders["loader"], epochs, args.quick)
-    sections[title] = training_report(results, train_images, default_workers, epochs)
+    sections[title] = training_report(results, train_images, workers, epochs)
     others[title] = meter.others()
 
     progress("4. accuracy curve")
@@ -658,7 +658,7 @@ def main() -> None:
     print("\n".join(header))
     print(f"load average at the end: {load_after}")
     print(f"other processes on the machine kept {whole_run.others()} busy on average")
-    print(f"generated default num_workers for image_folder: {default_workers}")
+    print(f"generated default num_workers for image_folder: {workers}")
     for title, body in sections.items():
         print(f"\n## {title}\n\n{body}\n\nother processes meanwhile: {others[title]}")
     print(f"\nbenchmark run time: {time.perf_counter() - started:.0f} s")

@@ -1,10 +1,11 @@
 """Training-loop overhead: generated `train_one_epoch` vs a bare PyTorch loop vs Lightning.
 
 Renders the all-options project, builds each case's data, model and optimizer with the generated
-code (`trainer.build_training`, as a real run does), then times one training epoch of each loop in
-interleaved rounds and prints one table of median samples/s: with the generated DataLoader, and
-with one epoch's batches collated once (the loops' own cost, without the data pipeline). Then
-it times each piece of host work the generated step adds to a bare step, in microseconds.
+code (`training.fit.build_training`, as a real run does), then times one training epoch of each
+loop in interleaved rounds and prints one table of median samples/s: with the generated
+DataLoader, and with one epoch's batches collated once (the loops' own cost, without the data
+pipeline). Then it times each piece of host work the generated step adds to a bare step, in
+microseconds.
 
     .venv/bin/python benchmarks/loop_overhead.py 2>/dev/null   # full run; bars go to stderr
     .venv/bin/python benchmarks/loop_overhead.py --quick       # smoke run
@@ -33,7 +34,8 @@ from torch import nn
 from tqdm import tqdm
 
 SCRATCH = ROOT / ".scratch" / "benchmarks"
-PROJECT_MODULES = ("config.schema", "training.loop", "config.extras", "loggers", "training.optimisation", "runs.runtime", "training.fit")
+PROJECT_MODULES = ("config.extras", "config.parser", "loggers", "training.loop")
+PROJECT_MODULES += ("training.optimisation", "runs.runtime", "training.fit")
 
 # Each case is the generated project's own command line; 640 fake samples leave 512 for training.
 CASES = {
@@ -96,8 +98,7 @@ def generated_loop(case: Case) -> Callable[[], None]:
         engine.train_one_epoch(
             training.model,
             training.train_loader,
-            training.optimisation,
-            training.progress,
+            training,
             cpu,
             case.config.run.log_every,
             loggers.log_step,
@@ -319,12 +320,12 @@ def step_extras(case: Case) -> dict[str, float]:
     engine, training = case.project["training.loop"], case.training
     runtime = case.project["runs.runtime"].Runtime(torch.device("cpu"))
     optimisation = copy.deepcopy(training.optimisation)
+    task, device, layout = training.task, runtime.device, training.memory_format
     images, targets = training.train_loader[0]
     with torch.no_grad():
         logits = training.model(images)
-    loss = optimisation.criterion(logits, targets)
-    sums = torch.zeros(3)
-    progress = engine.Progress()
+    loss = task.criterion(logits, targets)
+    sums = torch.zeros(len(task.train_metrics) + 2)
     batches = len(training.train_loader)
     log_every = case.config.run.log_every
 
@@ -338,8 +339,17 @@ def step_extras(case: Case) -> dict[str, float]:
         bar = iter(bar_items)
         extras = {
             "progress bar (tqdm, per batch)": per_call_microseconds(lambda: next(bar)),
-            "running sums on the device (accumulate)": per_call_microseconds(
-                lambda: engine.accumulate(sums, loss, logits, targets)
+            "batch to the device (to_device, images and targets)": per_call_microseconds(
+                lambda: (
+                    engine.to_device(images, device, layout),
+                    engine.to_device(targets, device),
+                )
+            ),
+            "detached outputs (forward_backward)": per_call_microseconds(
+                lambda: engine.detached(logits)
+            ),
+            "running sums on the device (task.running_sums)": per_call_microseconds(
+                lambda: sums.add_(task.running_sums(loss, logits, targets))
             ),
             "accumulation group size, update test": per_call_microseconds(
                 lambda: engine.micro_batches_in_group(7, batches, 1)
@@ -349,7 +359,7 @@ def step_extras(case: Case) -> dict[str, float]:
             "stop-request check": per_call_microseconds(lambda: runtime.any_rank(False)),
             f"read running means + bar text, every {log_every} steps": per_call_microseconds(
                 lambda: (
-                    engine.read_running_means(sums, progress),
+                    engine.read_running_means(sums, training),
                     bar_items.set_postfix(loss="0.1234", lr="1.00e-03"),
                 )
             )
