@@ -43,8 +43,9 @@ class Task:
         """(loss, outputs) of a training batch: the forward pass and the loss, under autocast."""
         raise NotImplementedError
 
-    def running_sums(self, loss, outputs, targets):
-        """A 1-D float tensor: [loss x samples, one sum per train_metrics name, samples]."""
+    def add_running_sums(self, sums, loss, outputs, targets) -> None:
+        """Add a batch, in place, to the device tensor of running sums: [loss x samples, one
+        sum per train_metrics name, samples]."""
         raise NotImplementedError
 
     def validation(self, keep_predictions: bool) -> Validation:

@@ -117,7 +117,7 @@ def train_one_epoch(
         group_size = micro_batches_in_group(index, len(loader), optimisation.accum_steps)
         with runtime.gradient_sync(model, enabled=is_update):
             loss, outputs = forward_backward(model, inputs, targets, training, group_size)
-        sums += task.running_sums(loss, outputs, targets)
+        task.add_running_sums(sums, loss, outputs, targets)
         if is_update:
             optimizer_step(model, optimisation)
             progress.global_step += 1

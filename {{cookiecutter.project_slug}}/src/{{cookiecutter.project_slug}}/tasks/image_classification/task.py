@@ -109,13 +109,13 @@ class ImageClassification(Task):
         logits = model(inputs)
         return self.criterion(logits, targets), logits
 
-    def running_sums(self, loss, outputs, targets):
+    def add_running_sums(self, sums, loss, outputs, targets) -> None:
         """Soft (MixUp/CutMix) targets count their top class."""
         hard_targets = targets.argmax(dim=1) if targets.ndim == 2 else targets
         batch = targets.shape[0]
-        correct = (outputs.argmax(dim=1) == hard_targets).sum()
-        samples = loss.new_tensor(batch, dtype=torch.float32)
-        return torch.stack([loss.float() * batch, correct.float(), samples])
+        sums[0] += loss.float() * batch
+        sums[1] += (outputs.argmax(dim=1) == hard_targets).sum()
+        sums[2] += batch
 
     def validation(self, keep_predictions: bool) -> ClassificationScores:
         return ClassificationScores(self.spec.num_classes, self.device, keep_predictions)
