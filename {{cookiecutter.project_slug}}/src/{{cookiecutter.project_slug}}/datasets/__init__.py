@@ -33,7 +33,6 @@ class DatasetInfo:
     needs_data_dir: bool = False
     decodes_files: bool = False  # DataLoader worker processes pay off
     split_record: Callable = nothing_to_record
-    help: str = ""
 
 
 REGISTERED: dict[str, DatasetInfo] = {}
@@ -50,6 +49,8 @@ def dataset_names() -> list[str]:
 
 def dataset_info(name: str) -> DatasetInfo:
     importlib.import_module(f"{__name__}.{name}")
+    if name not in REGISTERED:
+        raise LookupError(f"datasets/{name}.py registers no DatasetInfo named {name!r}")
     return REGISTERED[name]
 
 

@@ -48,6 +48,5 @@ register(
         class_names=class_names,
         default_image_size=NATIVE_SIZE,
         needs_data_dir=True,
-        help="CIFAR-10 under --data-dir (--download fetches it)",
     )
 )

@@ -40,6 +40,5 @@ register(
         build=build,
         class_names=class_names,
         default_image_size=NATIVE_SIZE,
-        help="scikit-learn's 8x8 handwritten digits (built in)",
     )
 )

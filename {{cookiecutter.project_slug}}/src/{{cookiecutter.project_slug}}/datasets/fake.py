@@ -35,6 +35,5 @@ register(
         build=build,
         class_names=class_names,
         default_image_size=NATIVE_SIZE,
-        help="random images (--fake-samples, --fake-classes)",
     )
 )

@@ -65,6 +65,5 @@ register(
         needs_data_dir=True,
         decodes_files=True,
         split_record=split_record,
-        help="photos in class folders under --data-dir",
     )
 )

@@ -34,7 +34,6 @@ class ModelInfo:
     embedding_layer: Callable = last_linear_layer
     cam_layer: Callable | None = None
     has_pretrained_weights: bool = False
-    help: str = ""
 
 
 REGISTERED: dict[str, ModelInfo] = {}
@@ -51,6 +50,8 @@ def model_names() -> list[str]:
 
 def model_info(name: str) -> ModelInfo:
     importlib.import_module(f"{__name__}.{name}")
+    if name not in REGISTERED:
+        raise LookupError(f"models/{name}.py registers no ModelInfo named {name!r}")
     return REGISTERED[name]
 
 

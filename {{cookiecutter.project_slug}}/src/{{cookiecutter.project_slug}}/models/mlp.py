@@ -22,4 +22,4 @@ def build(spec, pretrained: bool) -> nn.Sequential:
     return mlp(spec.in_channels * spec.image_size**2, spec.num_classes)
 
 
-register(ModelInfo("mlp", task="image_classification", build=build, help="two hidden layers"))
+register(ModelInfo("mlp", task="image_classification", build=build))

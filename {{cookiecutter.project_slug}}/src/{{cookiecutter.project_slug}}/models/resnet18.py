@@ -36,6 +36,5 @@ register(
         embedding_layer=lambda model: model.fc,
         cam_layer=lambda model: model.layer4,
         has_pretrained_weights=True,
-        help="torchvision ResNet-18 (--pretrained: ImageNet weights)",
     )
 )

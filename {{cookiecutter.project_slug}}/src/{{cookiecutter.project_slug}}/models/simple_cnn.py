@@ -61,6 +61,5 @@ register(
         build=build,
         embedding_layer=lambda model: model.head[-1],
         cam_layer=lambda model: model.features[-2],  # the last block before global pooling
-        help="three conv blocks (trains from scratch on a CPU)",
     )
 )
