@@ -111,43 +111,22 @@ def register_logger(logger_type: type[RunLogger]) -> type[RunLogger]:
     return logger_type
 
 
-class ExperimentLoggers(RunLogger):
-    """Fans each event out to every logger of the run (none in processes that do not write)."""
+class ExperimentLoggers:
+    """Every logger of the run as one (none in processes that do not write): a RunLogger event
+    called on it is called on each logger in turn, and their state_dicts are merged."""
 
     def __init__(self, loggers: list[RunLogger]) -> None:
         self.loggers = loggers
 
-    def log_start(self, model: nn.Module, images: Callable[[], torch.Tensor]) -> None:
-        for logger in self.loggers:
-            logger.log_start(model, images)
+    def __getattr__(self, event: str) -> Callable[..., None]:
+        if event.startswith("_") or not callable(getattr(RunLogger, event, None)):
+            raise AttributeError(f"{event!r} is not an event of RunLogger")
 
-    def log_step(self, values: dict, step: int) -> None:
-        for logger in self.loggers:
-            logger.log_step(values, step)
+        def on_every_logger(*args, **kwargs) -> None:
+            for logger in self.loggers:
+                getattr(logger, event)(*args, **kwargs)
 
-    def log_validation(self, results: dict, step: int) -> None:
-        for logger in self.loggers:
-            logger.log_validation(results, step)
-
-    def log_cam(self, images: CamImages, step: int) -> None:
-        for logger in self.loggers:
-            logger.log_cam(images, step)
-
-    def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
-        for logger in self.loggers:
-            logger.log_epoch(record, step, model)
-
-    def log_embeddings(self, embeddings: Embeddings, step: int) -> None:
-        for logger in self.loggers:
-            logger.log_embeddings(embeddings, step)
-
-    def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image, step: int) -> None:
-        for logger in self.loggers:
-            logger.log_mistakes(mistakes, grid, step)
-
-    def finish(self, summary: dict, best_checkpoint: Path) -> None:
-        for logger in self.loggers:
-            logger.finish(summary, best_checkpoint)
+        return on_every_logger
 
     def state_dict(self) -> dict:
         return {key: value for logger in self.loggers for key, value in logger.state_dict().items()}
