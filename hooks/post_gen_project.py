@@ -17,7 +17,8 @@ def unselected_paths(answers: dict) -> list[str]:
     paths = []
     if logger not in ("tensorboard", "both"):
         paths.append(f"{package}/loggers/tensorboard_logger.py")
-        paths += ["tests/test_insight_tensorboard.py", "tests/test_cam_tensorboard.py"]
+        paths += ["tests/test_tensorboard.py", "tests/test_insight_tensorboard.py"]
+        paths.append("tests/test_cam_tensorboard.py")
     if logger not in ("wandb", "both"):
         paths.append(f"{package}/loggers/wandb_logger.py")
         paths += ["configs/wandb_sweep.yaml", "tests/test_wandb_sweep.py", "tests/offline_wandb.py"]
@@ -35,6 +36,17 @@ def unselected_paths(answers: dict) -> list[str]:
     if answers["onnx_export"] != "yes":
         paths += [f"{package}/export.py", f"{package}/runs/onnx_model.py"]
         paths += ["tests/test_export.py", "tests/test_predict_onnx.py"]
+    if answers["sweeps"] != "yes":
+        paths += [f"{package}/sweep.py", f"{package}/sweeps"]
+        paths += ["configs/sweep.yaml", "configs/wandb_sweep.yaml"]
+        paths += ["tests/test_sweep.py", "tests/test_wandb_sweep.py"]
+    if answers["insight"] != "yes":
+        paths += [f"{package}/insight", f"{package}/loggers/cam_files.py"]
+        paths += ["tests/test_cam.py", "tests/test_cam_tensorboard.py", "tests/test_cam_wandb.py"]
+        paths += ["tests/test_insight.py", "tests/test_insight_tensorboard.py"]
+        paths += ["tests/test_insight_wandb.py", "tests/offline_wandb.py"]
+        if logger not in ("tensorboard", "both"):  # nothing else draws class names
+            paths += [f"{package}/loggers/pictures.py", "tests/test_pictures.py"]
     if answers["ci"] != "github":
         paths.append(".github")
     if answers["pre_commit"] != "yes":

@@ -50,7 +50,6 @@ def expected_files(answers: dict) -> set[str]:
         "README.md",
         "pyproject.toml",
         "configs/digits.yaml",
-        "configs/sweep.yaml",
         "tests/conftest.py",
         "tests/test_train.py",
         "tests/test_config.py",
@@ -63,15 +62,11 @@ def expected_files(answers: dict) -> set[str]:
         "tests/test_models.py",
         "tests/test_recipe.py",
         "tests/test_imbalanced.py",
-        "tests/test_insight.py",
-        "tests/test_sweep.py",
-        "tests/test_cam.py",
         f"{package}/__init__.py",
         f"{package}/errors.py",
         f"{package}/train.py",
         f"{package}/evaluate.py",
         f"{package}/predict.py",
-        f"{package}/sweep.py",
         f"{package}/config/__init__.py",
         f"{package}/config/schema.py",
         f"{package}/config/parser.py",
@@ -115,28 +110,31 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/training/early_stopping.py",
         f"{package}/training/precision.py",
         f"{package}/training/report.py",
-        f"{package}/insight/__init__.py",
-        f"{package}/insight/cam.py",
-        f"{package}/insight/finished_run.py",
-        f"{package}/sweeps/__init__.py",
-        f"{package}/sweeps/space.py",
-        f"{package}/sweeps/study.py",
-        f"{package}/sweeps/trial.py",
         f"{package}/loggers/__init__.py",
         f"{package}/loggers/base.py",
         f"{package}/loggers/metrics_file.py",
-        f"{package}/loggers/cam_files.py",
-        f"{package}/loggers/pictures.py",
     }
     if answers["license"] != "none":
         files.add("LICENSE")
     if uses_tensorboard(answers):
-        files |= {f"{package}/loggers/tensorboard_logger.py", "tests/test_insight_tensorboard.py"}
-        files.add("tests/test_cam_tensorboard.py")
+        files |= {f"{package}/loggers/tensorboard_logger.py", "tests/test_tensorboard.py"}
     if uses_wandb(answers):
-        files |= {f"{package}/loggers/wandb_logger.py", "configs/wandb_sweep.yaml"}
-        files |= {"tests/test_wandb_sweep.py", "tests/test_insight_wandb.py"}
-        files |= {"tests/test_cam_wandb.py", "tests/offline_wandb.py"}
+        files.add(f"{package}/loggers/wandb_logger.py")
+    if answers["sweeps"] == "yes":
+        files |= {f"{package}/sweep.py", "configs/sweep.yaml", "tests/test_sweep.py"}
+        files |= {f"{package}/sweeps/{name}.py" for name in ("__init__", "space", "study", "trial")}
+        if uses_wandb(answers):
+            files |= {"configs/wandb_sweep.yaml", "tests/test_wandb_sweep.py"}
+    if answers["insight"] == "yes":
+        files |= {f"{package}/insight/{name}.py" for name in ("__init__", "cam", "finished_run")}
+        files |= {f"{package}/loggers/cam_files.py", "tests/test_cam.py", "tests/test_insight.py"}
+        if uses_tensorboard(answers):
+            files |= {"tests/test_insight_tensorboard.py", "tests/test_cam_tensorboard.py"}
+        if uses_wandb(answers):
+            files |= {"tests/test_insight_wandb.py", "tests/test_cam_wandb.py"}
+            files.add("tests/offline_wandb.py")
+    if answers["insight"] == "yes" or uses_tensorboard(answers):  # class names on pictures
+        files |= {f"{package}/loggers/pictures.py", "tests/test_pictures.py"}
     if answers["mixed_precision"] == "yes":
         files.add("tests/test_amp.py")
     if uses_ddp(answers):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from options import SLUG, TEMPLATE_DIR
+from options import OPTIONS, SLUG, TEMPLATE_DIR
 
 COOKIECUTTER = [sys.executable, "-m", "cookiecutter", str(TEMPLATE_DIR)]
 
@@ -89,7 +89,8 @@ def pyproject_author(project: Path) -> str:
 def test_template_syntax_typed_at_the_prompt_is_data(tmp_path):
     """Answers typed interactively are never rendered: `{{` and `{%` stay literal text."""
     description = 'Uses {{ cookiecutter.author_name }} and {% if x %} and "quotes" \\ too'
-    answers = ["", "", description] + [""] * 12  # defaults except the description
+    prompts = [name for name in OPTIONS if not name.startswith("_")]
+    answers = ["", "", description] + [""] * (len(prompts) - 3)  # defaults but the description
     result = subprocess.run(
         [*COOKIECUTTER, "--output-dir", str(tmp_path)],
         input="\n".join(answers) + "\n",

@@ -1,4 +1,5 @@
-"""Every code-shaping combination renders cleanly, with exactly its files, lint-free."""
+"""Every code-shaping combination renders cleanly, with exactly its files, lint-free: each with
+sweeps and insight chosen (the defaults), and an all-pairs set of them with neither."""
 
 import re
 import subprocess
@@ -8,18 +9,37 @@ from pathlib import Path
 import pytest
 
 from options import (
+    CHOICE_OPTIONS,
     SLUG,
     code_shaping_combinations,
-    combination_id,
     expected_files,
+    pairwise_combinations,
     uses_ddp,
     uses_dp,
     uses_tensorboard,
     uses_wandb,
 )
 
-COMBINATIONS = code_shaping_combinations()
+# The options that add a command or views of a run, not code the others shape: every
+# combination renders with them chosen (their defaults), an all-pairs set without them.
+EXTRAS = ("sweeps", "insight")
+EXTRAS_CHOSEN = {name: CHOICE_OPTIONS[name][0] for name in EXTRAS}
+WITHOUT_EXTRAS = {name: "no" for name in EXTRAS}
+ALL_ON = {"logger": "both", "mixed_precision": "yes", "multi_gpu": "both", "onnx_export": "yes"}
+ALL_OFF = {"logger": "none", "mixed_precision": "no", "multi_gpu": "none", "onnx_export": "no"}
+COMBINATIONS = code_shaping_combinations() + [
+    {**combo, **WITHOUT_EXTRAS} for combo in pairwise_combinations([ALL_ON, ALL_OFF])
+]
 RUFF = [sys.executable, "-m", "ruff"]
+
+
+def combination_id(combo: dict) -> str:
+    return "-".join(f"{name}={value}" for name, value in combo.items())
+
+
+def answers_of(combo: dict) -> dict:
+    """The combination's answers to the options it leaves at their defaults, too."""
+    return {**EXTRAS_CHOSEN, "project_slug": SLUG, "license": "MIT", **combo}
 
 
 def project_files(project: Path) -> set[str]:
@@ -33,7 +53,7 @@ def project_files(project: Path) -> set[str]:
 @pytest.mark.parametrize("combo", COMBINATIONS, ids=combination_id)
 def test_combination_renders_exactly_its_files(render, combo):
     project = render(**combo)
-    answers = {"project_slug": SLUG, "license": "MIT", "ci": "github", "pre_commit": "yes", **combo}
+    answers = {"ci": "github", "pre_commit": "yes", **answers_of(combo)}
     assert project_files(project) == expected_files(answers)
 
 
@@ -69,17 +89,29 @@ FEATURE_TRACES = {
     "dp": ("nn.DataParallel(", "--dp", "DataParallelRuntime"),
     "onnx": ("import onnx", "--export-onnx", "OnnxExport"),
 }
+FEATURE_TRACES["sweeps"] = ("import optuna", "SearchSpace", "open_study")
+FEATURE_TRACES["insight"] = ("GradCam", "CamImages", "log_embeddings", "record_insights")
+# What each of those leaves in the generated tests (a sweep's study folder is still refused by
+# predict and train, and tested so, without the sweep command).
+TEST_TRACES = {
+    "sweeps": ("optuna", "sweep.yaml", "sweep.main", ".sweep import"),
+    "insight": ("--cam-every", "INSIGHT", "--embeddings", "insight", "GradCam"),
+}
 FEATURE_DEPENDENCIES = {"tensorboard": ("tensorboard", "matplotlib"), "wandb": ("wandb",)}
 FEATURE_DEPENDENCIES["onnx"] = ("onnx",)
+FEATURE_DEPENDENCIES["sweeps"] = ("optuna",)
+CONSOLE_SCRIPTS = {"onnx": f"{SLUG}-export", "sweeps": f"{SLUG}-sweep"}
 
 
 def selected_features(combo: dict) -> set[str]:
+    combo = answers_of(combo)
     chosen = {"tensorboard"} if uses_tensorboard(combo) else set()
     chosen |= {"wandb"} if uses_wandb(combo) else set()
     chosen |= {"ddp"} if uses_ddp(combo) else set()
     chosen |= {"dp"} if uses_dp(combo) else set()
     chosen |= {"amp"} if combo["mixed_precision"] == "yes" else set()
     chosen |= {"onnx"} if combo["onnx_export"] == "yes" else set()
+    chosen |= {option for option in ("sweeps", "insight") if combo[option] == "yes"}
     return chosen
 
 
@@ -98,6 +130,13 @@ def test_unselected_features_leave_no_trace(render, combo):
     for feature, dependencies in FEATURE_DEPENDENCIES.items():
         if feature not in chosen:
             assert not [name for name in dependencies if f'"{name}' in pyproject], feature
+    for feature, script in CONSOLE_SCRIPTS.items():
+        assert (f"\n{script} = " in pyproject) == (feature in chosen), script
+    tests = "\n".join(path.read_text() for path in (project / "tests").glob("*.py"))
+    for feature, traces in TEST_TRACES.items():
+        if feature not in chosen:
+            present = [trace for trace in traces if trace in tests]
+            assert present == [], f"{feature} not selected, yet the tests name {present}"
 
 
 # What the README says about each feature; none of it may appear when the feature is not chosen.
@@ -108,6 +147,8 @@ README_TRACES = {
     "ddp": re.compile(r"torchrun|DistributedDataParallel|\bDDP\b|sbatch|nccl|gloo|\.launch\b"),
     "dp": re.compile(r"--dp\b|(?<![A-Za-z])DataParallel"),
     "onnx": re.compile(r"onnx", re.IGNORECASE),
+    "sweeps": re.compile(r"sweep|optuna", re.IGNORECASE),
+    "insight": re.compile(r"Grad-CAM|--cam-every|--embeddings|--mistakes|mistakes\.png"),
 }
 
 

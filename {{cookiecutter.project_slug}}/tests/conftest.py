@@ -10,12 +10,14 @@ from PIL import Image
 
 from {{ cookiecutter.project_slug }}.train import main as train_main
 
-# A second or two per run: tiny synthetic data; test_train.py also trains on digits. The
-# end-of-run embeddings and mistakes are off: tests that look at them switch them on.
+# A second or two per run: tiny synthetic data; test_train.py also trains on digits.
 QUICK = ["--dataset", "fake", "--fake-samples", "160", "--image-size", "8", "--batch-size", "32"]
 QUICK += ["--epochs", "1", "--warmup-epochs", "0", "--no-progress"]
+{%- if cookiecutter.insight == "yes" %}
+# The end-of-run embeddings and mistakes are off: tests that look at them switch them on.
 QUICK += ["--embeddings", "0", "--mistakes", "0"]
 INSIGHT = ("--embeddings", "1000", "--mistakes", "16")  # the defaults
+{%- endif %}
 
 
 @pytest.fixture

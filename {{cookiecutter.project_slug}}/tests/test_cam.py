@@ -21,7 +21,9 @@ from {{ cookiecutter.project_slug }}.insight.cam import (
     choose_images,
     grad_cam,
 )
+from {{ cookiecutter.project_slug }}.loggers.base import LOGGER_TYPES, RunLogger
 from {{ cookiecutter.project_slug }}.models import build_model, model_info
+from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint
 
 SIDE, BAR = 16, 6
 BARS = DataSpec(("horizontal", "vertical"), 1, SIDE, (0.0,), (1.0,), SIDE)
@@ -174,6 +176,26 @@ def test_every_epoch_saves_a_grid_of_the_same_images(train):
 def test_every_nth_epoch_with_the_ema(train):
     run_dir = train("--epochs", "2", "--cam-every", "2", "--ema", "0.9")
     assert [path.name for path in (run_dir / "cam").iterdir()] == ["epoch-002.png"]
+
+
+def test_each_grid_is_drawn_after_its_epochs_checkpoint(train):
+    """A stop signal arriving while an epoch's Grad-CAM is drawn must not lose the epoch."""
+    saved_epochs = []
+
+    class CheckpointWatcher(RunLogger):
+        def __init__(self, run_dir, config, spec, resumed) -> None:
+            self.last = run_dir / "last.pt"
+
+        def log_cam(self, images, step) -> None:
+            saved = load_checkpoint(self.last)["epoch"] if self.last.exists() else 0
+            saved_epochs.append((images.epoch, saved))
+
+    LOGGER_TYPES.append(CheckpointWatcher)
+    try:
+        train("--cam-every", "1")
+    finally:
+        LOGGER_TYPES.remove(CheckpointWatcher)
+    assert saved_epochs == [(1, 1)]
 
 
 def test_mlp_is_refused_in_one_line(capsys):

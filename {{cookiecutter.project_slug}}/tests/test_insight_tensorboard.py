@@ -1,25 +1,14 @@
-"""What TensorBoard's dashboards read: each epoch's confusion matrix and PR curves, and the
-end-of-run embeddings and mistakes."""
+"""What TensorBoard's dashboards read of the end-of-run embeddings and mistakes."""
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from google.protobuf import text_format
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
-
-from conftest import QUICK
-from {{ cookiecutter.project_slug }}.config.parser import parse_config
-from {{ cookiecutter.project_slug }}.data.spec import DataSpec
-from {{ cookiecutter.project_slug }}.loggers.tensorboard_logger import (
-    PR_CURVE_CLASSES,
-    TensorBoardLogger,
-)
 
 EMBEDDED, FEATURES, IMAGE_SIZE = 10, 128, 8  # --embeddings, simple_cnn's features, QUICK's
 
@@ -47,38 +36,3 @@ def test_tensorboard_holds_the_projector_and_the_mistakes_grid(train):
     events.Reload()
     (mistakes,) = events.Images("val/mistakes")
     assert (mistakes.width, mistakes.height) == Image.open(run_dir / "mistakes.png").size
-
-
-def validation_events(folder: Path, targets: list[int], classes: int) -> EventAccumulator:
-    """What one epoch's log_validation writes for a split of `targets` (random predictions)."""
-    names = tuple(f"class {index}" for index in range(classes))
-    spec = DataSpec(names, 3, 8, (0.5,) * 3, (0.5,) * 3, 8)
-    logger = TensorBoardLogger(folder, parse_config(QUICK), spec, None)
-    probabilities = torch.rand(len(targets), classes, generator=torch.Generator().manual_seed(0))
-    probabilities = probabilities.softmax(dim=1)
-    matrix = torch.zeros(classes, classes, dtype=torch.long)
-    for target, predicted in zip(targets, probabilities.argmax(dim=1).tolist(), strict=True):
-        matrix[target, predicted] += 1
-    results = {"confusion_matrix": matrix, "probabilities": probabilities}
-    logger.log_validation({**results, "targets": torch.tensor(targets)}, step=1)
-    logger.writer.close()
-    events = EventAccumulator(str(folder / "tensorboard"), size_guidance={"images": 0})
-    events.Reload()
-    return events
-
-
-def picture_size(events: EventAccumulator) -> tuple[int, int]:
-    (picture,) = events.Images("val/confusion_matrix")
-    return Image.open(io.BytesIO(picture.encoded_image_string)).size
-
-
-def test_a_one_image_split_has_its_confusion_matrix_and_one_pr_curve(tmp_path):
-    events = validation_events(tmp_path, [2], classes=5)  # four classes without images
-    assert set(events.PluginTagToContent("pr_curves")) == {"pr/class 2"}
-    assert min(picture_size(events)) > 0
-
-
-def test_many_classes_draw_a_bounded_picture_and_pr_curves_of_the_most_confused(tmp_path):
-    events = validation_events(tmp_path, [index % 1000 for index in range(3000)], classes=1000)
-    assert len(events.PluginTagToContent("pr_curves")) == PR_CURVE_CLASSES
-    assert max(picture_size(events)) <= 1000

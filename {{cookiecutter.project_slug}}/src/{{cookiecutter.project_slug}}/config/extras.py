@@ -40,6 +40,48 @@ def load_implementations() -> None:
     for feature in FEATURES:
         if feature.module is not None:
             importlib.import_module(f"{PACKAGE}.{feature.module}")
+{%- if cookiecutter.insight == "yes" %}
+
+
+def add_insight_flags(parser: argparse.ArgumentParser) -> None:
+    cam = parser.add_argument_group("grad-cam")
+    cam.add_argument(
+        "--cam-every",
+        type=flags.non_negative_int,
+        default=0,
+        help="Grad-CAM heat maps of up to 16 fixed validation images every N epochs, to "
+        "<run folder>/cam/ and the loggers (0: off; models with a convolutional feature map)",
+    )
+    finished = parser.add_argument_group("end of run: best.pt on the validation split")
+    finished.add_argument(
+        "--embeddings",
+        type=flags.non_negative_int,
+        default=1000,
+        metavar="N",
+        help="penultimate features of up to N validation images (as many per class as it "
+        "allows when there are more) for an embedding projector (0: off)",
+    )
+    finished.add_argument(
+        "--mistakes",
+        type=flags.non_negative_int,
+        default=16,
+        metavar="N",
+        help="the N most confident wrong predictions as a captioned grid, mistakes.png (0: off)",
+    )
+
+
+def check_insight_flags(config: argparse.Namespace, parser: flags.ConfigParser) -> None:
+    from ..models import model_info
+
+    if config.cam_every and model_info(config.model).cam_layer is None:
+        parser.error(
+            f"--model {config.model} has no spatial feature map for Grad-CAM: drop --cam-every"
+        )
+
+
+# Its module keeps each Grad-CAM grid in the run folder (cam/), whatever the logger.
+FEATURES.append(Feature("loggers.cam_files", add_insight_flags, check_insight_flags))
+{%- endif %}
 {%- if cookiecutter.mixed_precision == "yes" %}
 
 

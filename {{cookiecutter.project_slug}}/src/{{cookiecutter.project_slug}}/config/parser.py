@@ -244,31 +244,7 @@ def build_parser() -> ConfigParser:
     output.add_argument(
         "--log-every", type=positive_int, default=20, help="optimizer updates between log lines"
     )
-    output.add_argument(
-        "--cam-every",
-        type=non_negative_int,
-        default=0,
-        help="Grad-CAM heat maps of up to 16 fixed validation images every N epochs, to "
-        "<run folder>/cam/ and the loggers (0: off; models with a convolutional feature map)",
-    )
     output.add_argument("--no-progress", action="store_true", help="hide progress bars")
-
-    insight = parser.add_argument_group("end of run: best.pt on the validation split")
-    insight.add_argument(
-        "--embeddings",
-        type=non_negative_int,
-        default=1000,
-        metavar="N",
-        help="penultimate features of up to N validation images (as many per class as it "
-        "allows when there are more) for an embedding projector (0: off)",
-    )
-    insight.add_argument(
-        "--mistakes",
-        type=non_negative_int,
-        default=16,
-        metavar="N",
-        help="the N most confident wrong predictions as a captioned grid, mistakes.png (0: off)",
-    )
     for feature in FEATURES:
         feature.add_flags(parser)
     return parser
@@ -403,10 +379,6 @@ def check_dataset_and_model(parser: ConfigParser, config: argparse.Namespace) ->
         parser.error(f"--dataset {config.dataset} needs --data-dir pointing at the data")
     if config.pretrained and not model.has_pretrained_weights:
         parser.error(f"--pretrained: {config.model} has no pretrained weights; drop --pretrained")
-    if config.cam_every and model.cam_layer is None:
-        parser.error(
-            f"--model {config.model} has no spatial feature map for Grad-CAM: drop --cam-every"
-        )
     task = declaration(dataset.task)
     if config.monitor not in task.metrics:
         parser.error(
@@ -417,8 +389,8 @@ def check_dataset_and_model(parser: ConfigParser, config: argparse.Namespace) ->
 
 
 def check_supported_parts(parser: ConfigParser, config: argparse.Namespace, task) -> None:
-    """A flag for a part of the run the task lacks is refused when given, and off when it is
-    on by default (--embeddings)."""
+    """A flag for a part of the run the task lacks is refused when given, and switched off
+    when it is on by default."""
     for part, names in OPTIONAL_PARTS.items():
         if part in task.supports:
             continue

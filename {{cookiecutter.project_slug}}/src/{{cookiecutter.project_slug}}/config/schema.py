@@ -1,5 +1,5 @@
 """A training run's configuration: one frozen group per concern (data, model, optimisation,
-run, end-of-run insight) plus the optional parts' flags, and the run folder's config.yaml.
+run) plus the optional parts' flags (extras.py), and the run folder's config.yaml.
 Each module receives the group it needs; parser.py turns flags into a Config."""
 
 import dataclasses
@@ -81,7 +81,6 @@ class RunConfig:
     name: str
     resume: str | None
     log_every: int
-    cam_every: int
     no_progress: bool
     patience: int
     min_delta: float
@@ -89,20 +88,11 @@ class RunConfig:
     mode: str
 
 
-@dataclass(frozen=True)
-class InsightConfig:
-    """What a finished run shows of its best checkpoint on the validation split (insight.py)."""
-
-    embeddings: int
-    mistakes: int
-
-
 GROUPS = {
     "data": DataConfig,
     "model": ModelConfig,
     "optim": OptimConfig,
     "run": RunConfig,
-    "insight": InsightConfig,
 }
 
 
@@ -112,8 +102,7 @@ class Config:
     model: ModelConfig
     optim: OptimConfig
     run: RunConfig
-    insight: InsightConfig
-    features: Mapping[str, object]  # the chosen features' flags (features.py), by name
+    features: Mapping[str, object]  # the chosen optional parts' flags (extras.py), by name
 
     @classmethod
     def from_flags(cls, values: Mapping[str, object]) -> "Config":

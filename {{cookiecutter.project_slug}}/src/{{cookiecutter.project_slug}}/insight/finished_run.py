@@ -22,14 +22,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as F
 
-from ..config.schema import Config
+from ..config.schema import Config, RunConfig
 from ..data.image_datasets import training_labels
 from ..data.spec import DataSpec
 from ..loggers.base import Embeddings, Mistake, RunLogger
 from ..loggers.pictures import LINE_HEIGHT, MARGIN, fitted, label_font, unnormalised
 from ..models import build_model, model_info
 from ..runs.checkpoint import load_checkpoint, load_model_weights
-from ..runs.preemption import ignore_stop_signals
+from ..runs.preemption import StopRequest, ignore_stop_signals
 
 SPRITE_LIMIT = 8192  # TensorBoard's projector draws sprites up to this many pixels a side
 THUMBNAIL_SIDE = 32  # the largest sprite thumbnail
@@ -47,6 +47,13 @@ class SplitPredictions:
     confidences: torch.Tensor  # the probability of the predicted class
     features: torch.Tensor
     thumbnails: torch.Tensor
+
+
+def finished_training(run: RunConfig, training, stop: StopRequest) -> bool:
+    """Every epoch trained, or early stopping ended it; not a --stop-after-epochs part of a run,
+    nor one asked to stop after its last step (it may be about to be killed)."""
+    done = training.progress.epoch >= run.epochs or training.stopper.should_stop
+    return done and not stop.requested()
 
 
 def record_insights_or_say_why(
@@ -82,9 +89,9 @@ def record_insights(
     log: logging.Logger,
 ) -> None:
     """Embeddings and mistakes of best.pt on the validation split, in run_dir and the loggers."""
-    wanted = config.insight
+    embedding_count, mistake_count = config.features["embeddings"], config.features["mistakes"]
     best = run_dir / "best.pt"
-    if not (wanted.embeddings or wanted.mistakes):
+    if not (embedding_count or mistake_count):
         return
     if not best.exists():  # a branched run none of whose epochs beat its source checkpoint
         log.info("no best.pt in %s: no embeddings or mistakes to show", run_dir)
@@ -93,17 +100,17 @@ def record_insights(
     spec, memory_format = training.spec, training.memory_format
     model = inference_model(best, config.model.model, spec, device, memory_format)
     dataset = training.val_loader.dataset
-    embedded = embedded_indices(training_labels(dataset), wanted.embeddings)
+    embedded = embedded_indices(training_labels(dataset), embedding_count)
     loader = whole_split_loader(training.val_loader)
     layer = model_info(config.model.model).embedding_layer(model)
     split = predict_split(model, loader, embedded, spec, memory_format, layer)
-    if wanted.embeddings:
+    if embedding_count:
         embeddings = embeddings_of(split, embedded, spec.class_names)
         record_embeddings(embeddings, run_dir / "embeddings", loggers, step, log)
-    if wanted.mistakes:
+    if mistake_count:
         mistakes = [
             mistake_at(index, split, dataset, spec)
-            for index in most_confident_mistakes(split, wanted.mistakes).tolist()
+            for index in most_confident_mistakes(split, mistake_count).tolist()
         ]
         record_mistakes(mistakes, run_dir / "mistakes.png", loggers, step, log)
     seconds = time.perf_counter() - started

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config.schema import Config
 from ..data.spec import DataSpec
-from . import cam_files, metrics_file  # noqa: F401  (register what every run keeps)
+from . import metrics_file  # noqa: F401  (registers the record every run keeps)
 from .base import LOGGER_TYPES, ExperimentLoggers
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"

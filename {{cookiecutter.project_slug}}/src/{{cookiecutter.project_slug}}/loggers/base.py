@@ -6,15 +6,30 @@ with `register_logger` when its feature module is imported.
 """
 
 from collections.abc import Callable
+{%- if cookiecutter.insight == "yes" %}
 from dataclasses import dataclass
+{%- endif %}
 from pathlib import Path
 
 import torch
+{%- if cookiecutter.insight == "yes" %}
 from PIL import Image
+{%- endif %}
 from torch import nn
 
 from ..config.schema import Config
 from ..data.spec import DataSpec
+{%- if cookiecutter.insight == "yes" %}
+
+
+@dataclass(frozen=True)
+class CamImages:
+    """One epoch's Grad-CAM, as the loggers receive it."""
+
+    epoch: int
+    panels: list[torch.Tensor]  # (3, H, W) uint8 each: an image, its overlay, labels below
+    captions: list[str]  # "true 3, predicted 5", one per panel
+    grid: torch.Tensor  # (3, H, W) uint8: the panels in rows of GRID_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -48,16 +63,7 @@ class Mistake:
     @property
     def caption(self) -> str:
         return f"true {self.label}, predicted {self.prediction} ({self.probability:.2f})"
-
-
-@dataclass(frozen=True)
-class CamImages:
-    """One epoch's Grad-CAM, as the loggers receive it."""
-
-    epoch: int
-    panels: list[torch.Tensor]  # (3, H, W) uint8 each: an image, its overlay, labels below
-    captions: list[str]  # "true 3, predicted 5", one per panel
-    grid: torch.Tensor  # (3, H, W) uint8: the panels in rows of GRID_COLUMNS
+{%- endif %}
 
 
 class RunLogger:
@@ -79,21 +85,23 @@ class RunLogger:
     def log_step(self, values: dict, step: int) -> None:
         """Every --log-every optimizer updates: running train loss/accuracy and LR."""
 
+    def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
+        """After each epoch: the metrics record written to metrics.jsonl."""
+
     def log_validation(self, results: dict, step: int) -> None:
         """After each validation: confusion matrix and, when kept, class probabilities."""
+{%- if cookiecutter.insight == "yes" %}
 
     def log_cam(self, images: CamImages, step: int) -> None:
         """Every --cam-every epochs, after validation: Grad-CAM of the same validation images."""
 
-    def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
-        """After each epoch: the metrics record written to metrics.jsonl."""
-
     def log_embeddings(self, embeddings: Embeddings, step: int) -> None:
-        """Once training has finished: best.pt's features of validation images (insight.py)."""
+        """Once training has finished: best.pt's features of validation images (insight/)."""
 
     def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image, step: int) -> None:
         """Once training has finished: best.pt's most confident wrong predictions, most
         confident first, and `grid`, their captioned tiles in one image (mistakes.png)."""
+{%- endif %}
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:
         """At the end of training: the best values and the best checkpoint."""

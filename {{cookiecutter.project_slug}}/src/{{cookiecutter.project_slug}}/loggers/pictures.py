@@ -192,6 +192,7 @@ def shade(share: float) -> tuple[int, int, int]:
     """From white-blue (no images) to dark blue (the most)."""
     low, high = BLUES
     return tuple(round(a + (b - a) * share) for a, b in zip(low, high, strict=True))
+{%- if cookiecutter.insight == "yes" %}
 
 
 def unnormalised(images: torch.Tensor, spec) -> torch.Tensor:
@@ -200,3 +201,4 @@ def unnormalised(images: torch.Tensor, spec) -> torch.Tensor:
     mean = torch.tensor(spec.mean).view(-1, 1, 1)
     std = torch.tensor(spec.std).view(-1, 1, 1)
     return (images.float() * std + mean).clamp(0, 1)
+{%- endif %}

@@ -1,5 +1,5 @@
-"""TensorBoard: scalars, hparams, an input grid, the graph, confusion matrix, PR curves,
-Grad-CAM grids, and at the end the embedding projector and the mistakes gallery.
+"""TensorBoard: scalars, hparams, an input grid, the graph, confusion matrix, PR curves, and
+the pictures of the run's other events.
 
 Each epoch's confusion matrix shows at most SHOWN_CLASSES classes and its PR curves cover at
 most PR_CURVE_CLASSES (the most confused beyond that), so their cost does not grow with the
@@ -14,14 +14,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+{%- if cookiecutter.insight == "yes" %}
 from PIL import Image
+{%- endif %}
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
 from ..config.schema import Config
 from ..data.spec import DataSpec
+{%- if cookiecutter.insight == "yes" %}
 from .base import CamImages, Embeddings, Mistake, RunLogger, register_logger
+{%- else %}
+from .base import RunLogger, register_logger
+{%- endif %}
 from .pictures import confusion_picture, label_font, shown_classes
 
 PR_CURVE_CLASSES = 10  # beyond, the most confused classes get their PR curves
@@ -86,9 +92,6 @@ class TensorBoardLogger(RunLogger):
                 self.writer.add_pr_curve(f"pr/{name}", targets == index, scores, step)
         self.writer.flush()  # drawn after the epoch's checkpoint: a stop may come next
 
-    def log_cam(self, images: CamImages, step: int) -> None:
-        self.writer.add_image("cam/val", images.grid, step)
-
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         for key, tag in EPOCH_SCALARS.items():
             if key in record:
@@ -98,6 +101,10 @@ class TensorBoardLogger(RunLogger):
             for name, parameter in model.named_parameters():
                 self.writer.add_histogram(f"weights/{name}", parameter, step)
         self.writer.flush()
+{%- if cookiecutter.insight == "yes" %}
+
+    def log_cam(self, images: CamImages, step: int) -> None:
+        self.writer.add_image("cam/val", images.grid, step)
 
     def log_embeddings(self, embeddings: Embeddings, step: int) -> None:
         self.writer.add_embedding(
@@ -111,6 +118,7 @@ class TensorBoardLogger(RunLogger):
 
     def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image, step: int) -> None:
         self.writer.add_image("val/mistakes", np.asarray(grid), step, dataformats="HWC")
+{%- endif %}
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:
         flags = self.config.to_dict()

@@ -1,5 +1,5 @@
-"""Weights & Biases: config, metrics by step, best values in the summary, best checkpoint,
-Grad-CAM images with their labels, and at the end a table of embeddings and the mistakes gallery.
+"""Weights & Biases: config, metrics by step, best values in the summary, best checkpoint, and
+the pictures of the run's other events.
 
 A resumed run continues the same wandb run: its id is kept in the checkpoints. Without a
 network, online mode fails in one line within SERVER_TIMEOUT_SECONDS instead of hanging.
@@ -14,15 +14,23 @@ from pathlib import Path
 
 import torch
 import wandb
+{%- if cookiecutter.insight == "yes" %}
 from PIL import Image
+{%- endif %}
 from torch import nn
+{%- if cookiecutter.insight == "yes" %}
 from torchvision.transforms.v2.functional import to_pil_image
+{%- endif %}
 from torchvision.utils import make_grid
 
 from ..config.schema import Config
 from ..data.spec import DataSpec
 from ..errors import UserError
+{%- if cookiecutter.insight == "yes" %}
 from .base import CamImages, Embeddings, Mistake, RunLogger, register_logger
+{%- else %}
+from .base import RunLogger, register_logger
+{%- endif %}
 
 OFFLINE_MODES = ("offline", "disabled", "dryrun")
 SERVER_TIMEOUT_SECONDS = 10
@@ -107,15 +115,16 @@ class WandbLogger(RunLogger):
     def log_step(self, values: dict, step: int) -> None:
         self.run.log({f"step/{key}": value for key, value in values.items()}, step=step)
 
+    def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
+        self.run.log(record, step=step)
+{%- if cookiecutter.insight == "yes" %}
+
     def log_cam(self, images: CamImages, step: int) -> None:
         pictures = [
             wandb.Image(panel.permute(1, 2, 0).numpy(), caption=caption)
             for panel, caption in zip(images.panels, images.captions, strict=True)
         ]
         self.run.log({"cam/val": pictures}, step=step)
-
-    def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
-        self.run.log(record, step=step)
 
     def log_embeddings(self, embeddings: Embeddings, step: int) -> None:
         """A table whose features column wandb's 2D projection panel reduces and plots.
@@ -137,6 +146,7 @@ class WandbLogger(RunLogger):
     def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image, step: int) -> None:
         images = [wandb.Image(mistake.image, caption=mistake.caption) for mistake in mistakes]
         self.run.log({"val/mistakes": images}, step=step)
+{%- endif %}
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:
         for key, value in summary.items():

@@ -9,8 +9,10 @@ from ..config.schema import Config, RunConfig, config_yaml, update_config_yaml
 from ..data.loaders import Placement, build_loaders
 from ..datasets import dataset_info
 from ..errors import StoppedEarly, UserError, user_message
+{%- if cookiecutter.insight == "yes" %}
 from ..insight.cam import GradCam
-from ..insight.finished_run import record_insights_or_say_why
+from ..insight.finished_run import finished_training, record_insights_or_say_why
+{%- endif %}
 from ..loggers import (
     ExperimentLoggers,
     append_to_run_log,
@@ -181,8 +183,9 @@ def fit(
     progress, run = training.progress, config.run
     if progress.global_step == 0:
         loggers.log_start(training.model, functools.cache(lambda: sample_batch(training)))
-    cam = None
-    if run.cam_every and runtime.is_main:  # the other ranks never compute it, nor wait for it
+{%- if cookiecutter.insight == "yes" %}
+    cam_every, cam = config.features["cam_every"], None
+    if cam_every and runtime.is_main:  # the other ranks never compute it, nor wait for it
         cam = GradCam(
             config.model.model,
             training.val_loader.dataset,
@@ -190,6 +193,7 @@ def fit(
             runtime.device,
             training.memory_format,
         )
+{%- endif %}
     started = time.perf_counter()
     for epoch in range(progress.epoch, last_epoch(run, progress)):
         training.train_loader.sampler.set_epoch(
@@ -230,26 +234,23 @@ def fit(
         save_run_state(training, config, runtime, loggers.state_dict(), paths)
         log.info(epoch_line(record, run.epochs, training.task.declaration.headline))
         loggers.log_validation(selected_stats, progress.global_step)
-        if cam is not None and progress.epoch % run.cam_every == 0:
+{%- if cookiecutter.insight == "yes" %}
+        if cam is not None and progress.epoch % cam_every == 0:
             loggers.log_cam(cam(training.selecting_model, progress.epoch), progress.global_step)
+{%- endif %}
         if runtime.rank0_decides(training.stopper.should_stop):
             log.info("early stopping: %s has not improved for %d epochs", run.monitor, run.patience)
             break
     runtime.check_replicas_agree(training.model, log)
     log.info("trained to epoch %d in %.1f s", progress.epoch, time.perf_counter() - started)
+{%- if cookiecutter.insight == "yes" %}
     if runtime.is_main and finished_training(run, training, stop):
         step = progress.global_step
         record_insights_or_say_why(config, training, runtime.device, run_dir, loggers, step, log)
+{%- endif %}
     loggers.finish({run.monitor: training.stopper.best}, run_dir / "best.pt")
     selected_by = f"ema_{run.monitor}" if training.optimisation.ema is not None else run.monitor
     log.info("best %s %.4f; run folder %s", selected_by, training.stopper.best, run_dir)
-
-
-def finished_training(run: RunConfig, training: Training, stop: StopRequest) -> bool:
-    """Every epoch trained, or early stopping ended it; not a --stop-after-epochs part of a run,
-    nor one asked to stop after its last step (it may be about to be killed)."""
-    done = training.progress.epoch >= run.epochs or training.stopper.should_stop
-    return done and not stop.requested()
 
 
 def last_epoch(run: RunConfig, progress: Progress) -> int:
