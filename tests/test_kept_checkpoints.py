@@ -9,18 +9,29 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import read_metrics, run_command, tiny_run, train_command
+import pytest
+
+from conftest import TINY_DATA, read_metrics, run_command, train_command
 from options import SLUG
 
 KEPT = Path(__file__).parent / "kept_checkpoints" / "simple_cnn-fake-epoch-1-of-2.pt"
 
 
-def test_an_earlier_releases_checkpoint_resumes_and_evaluates(render, preloaded_python, tmp_path):
-    project = render()
+@pytest.mark.parametrize(
+    "answers",
+    # Its config holds cam_every, embeddings and mistakes, which a project without insight lacks.
+    [{}, {"insight": "no", "sweeps": "no"}],
+    ids=["default", "without sweeps and insight"],
+)
+def test_an_earlier_releases_checkpoint_resumes_and_evaluates(
+    render, preloaded_python, tmp_path, answers
+):
+    project = render(**answers)
     checkpoint = tmp_path / "kept" / "last.pt"
     checkpoint.parent.mkdir()
     shutil.copy(KEPT, checkpoint)
-    command = [*train_command(preloaded_python), *tiny_run(epochs=2), "--output-dir", str(tmp_path)]
+    flags = [*TINY_DATA, "--epochs", "2", "--no-progress"]  # flags every project has
+    command = [*train_command(preloaded_python), *flags, "--output-dir", str(tmp_path)]
     result = run_command([*command, "--resume", str(checkpoint), "--name", "continued"], project)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stderr

@@ -1,15 +1,16 @@
 """Rendered projects pass their own test suites on CPU (GPU tests skip with a reason).
 
 The all-options combination runs its complete suite, in the fast subset too. The minimal
-combination (also in the fast subset) and an all-pairs set of combinations (in the full suite
-only) run their suites without the tests their projects mark slow (the two-process DDP launch,
-ONNX parity for every model, compiling, sweeps in child processes or started at once, a file
-broken mid-training, predict on a shared trained run, Grad-CAM runs, Grad-CAM and insight read
-back from TensorBoard and wandb): those exercise no option's code beyond what the all-options
-suite and the training matrix (`--cam-every 2` through every logger) run them with. Every value
-of each code-shaping option meets every value of each other one in some suite: 16 suites
-instead of 64 (each takes about 30 s), the fewest that can (logger x multi_gpu alone has 16
-pairs). All 64 combinations are still rendered, linted and trained by the training matrix.
+combination (also in the fast subset; without sweeps and insight either) and an all-pairs set
+of combinations (in the full suite only) run their suites without the tests their projects mark
+slow (the two-process DDP launch, ONNX parity for every model, compiling, sweeps in child
+processes or started at once, a file broken mid-training, predict on a shared trained run,
+Grad-CAM runs, Grad-CAM and insight read back from TensorBoard and wandb): those exercise no
+option's code beyond what the all-options suite and the training matrix (`--cam-every 2`
+through every logger) run them with. Every value of each code-shaping option meets every value
+of each other one in some suite: 16 suites instead of 64 (each takes about 30 s), the fewest
+that can (logger x multi_gpu alone has 16 pairs). All 64 combinations are still rendered,
+linted and trained by the training matrix.
 """
 
 import itertools
@@ -23,7 +24,8 @@ from options import CHOICE_OPTIONS, CODE_SHAPING, combination_id, pairwise_combi
 # Every feature (its suite in full), and none.
 REPRESENTATIVE = [
     {"logger": "both", "mixed_precision": "yes", "multi_gpu": "both", "onnx_export": "yes"},
-    {"logger": "none", "mixed_precision": "no", "multi_gpu": "none", "onnx_export": "no"},
+    {"logger": "none", "mixed_precision": "no", "multi_gpu": "none", "onnx_export": "no"}
+    | {"sweeps": "no", "insight": "no"},
 ]
 
 
