@@ -48,6 +48,7 @@ def expected_files(answers: dict) -> set[str]:
         ".gitignore",
         "Makefile",
         "README.md",
+        "ARCHITECTURE.md",
         "pyproject.toml",
         "configs/digits.yaml",
         "tests/conftest.py",

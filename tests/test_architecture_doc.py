@@ -1,0 +1,89 @@
+"""A render's ARCHITECTURE.md describes the package that render has: it names every folder and
+module there, no module that is not there (an unchosen option's modules are left out), and no
+function, class or attribute the code does not have."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from options import CHOICE_OPTIONS, SLUG
+
+MINIMAL = {"logger": "none", "mixed_precision": "no", "multi_gpu": "none", "onnx_export": "no"}
+MINIMAL |= {option: "no" for option in ("sweeps", "insight") if option in CHOICE_OPTIONS}
+RENDERS = {"default": {}, "minimal": MINIMAL}
+# A module as the document names it: by its path in the package (`training/fit.py`), or by its
+# file name alone (`fit.py`) where the text around it says which folder.
+MODULE = re.compile(r"(?<![\w./-])((?:\w+/)*\w+\.py)\b")
+CODE_SPAN = re.compile(r"`([^`]+)`")
+IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+ARGUMENTS = re.compile(r"\(.*\)", re.DOTALL)  # a call's arguments: names of the reader's choosing
+# Spans that are not code names: files, folders, flags, shell lines, literals, placeholders.
+NOT_CODE = re.compile(r"\s|[\"'<*]|^[-.]|/$|\.(py|md|pt|jsonl|yaml|png|onnx|log|sbatch)$")
+
+
+def documented(answers: dict, render) -> tuple[str, Path]:
+    project = render(**answers)
+    return (project / "ARCHITECTURE.md").read_text(), project / "src" / SLUG
+
+
+def named_modules(text: str) -> set[str]:
+    return set(MODULE.findall(text))
+
+
+def modules_with_code(package: Path) -> set[str]:
+    """Every module's path in the package; an empty __init__.py is named by its folder."""
+    return {
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if path.name != "__init__.py" or path.read_text().strip()
+    }
+
+
+def folders(package: Path) -> set[str]:
+    return {
+        f"{path.relative_to(package).as_posix()}/"
+        for path in package.rglob("*")
+        if path.is_dir() and path.name != "__pycache__"
+    }
+
+
+@pytest.mark.parametrize("answers", RENDERS.values(), ids=RENDERS.keys())
+def test_names_every_folder_and_module_by_its_path(render, answers):
+    text, package = documented(answers, render)
+    unnamed = sorted(folder for folder in folders(package) if folder not in text)
+    unnamed += sorted(modules_with_code(package) - named_modules(text))
+    assert unnamed == [], f"ARCHITECTURE.md does not name {unnamed}"
+
+
+@pytest.mark.parametrize("answers", RENDERS.values(), ids=RENDERS.keys())
+def test_names_no_module_the_render_lacks(render, answers):
+    text, package = documented(answers, render)
+    file_names = {path.name for path in package.rglob("*.py")}
+    lacking = sorted(
+        name
+        for name in named_modules(text)
+        if not ((package / name).is_file() if "/" in name else name in file_names)
+    )
+    assert lacking == [], f"ARCHITECTURE.md names {lacking}, which this render lacks"
+
+
+def code_names(text: str) -> set[str]:
+    """Each identifier of the document's code spans (`training/loop.to_device`,
+    `Precision.autocast()`), its path's folders and file names left out."""
+    names = set()
+    for span in CODE_SPAN.findall(text):
+        span = ARGUMENTS.sub("", span)
+        if NOT_CODE.search(span):
+            continue
+        *folders, code = span.split("/")
+        names |= set(IDENTIFIER.findall(code)) - {"py"}
+    return names
+
+
+@pytest.mark.parametrize("answers", RENDERS.values(), ids=RENDERS.keys())
+def test_names_only_code_the_render_has(render, answers):
+    text, package = documented(answers, render)
+    source = "\n".join(path.read_text() for path in package.rglob("*.py"))
+    unknown = sorted(name for name in code_names(text) if not re.search(rf"\b{name}\b", source))
+    assert unknown == [], f"ARCHITECTURE.md names {unknown}, which this render's code lacks"
