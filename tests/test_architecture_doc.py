@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from options import CHOICE_OPTIONS, SLUG
+from options import SLUG
 
 MINIMAL = {"logger": "none", "mixed_precision": "no", "multi_gpu": "none", "onnx_export": "no"}
-MINIMAL |= {option: "no" for option in ("sweeps", "insight") if option in CHOICE_OPTIONS}
+MINIMAL |= {"sweeps": "no", "insight": "no"}
 RENDERS = {"default": {}, "minimal": MINIMAL}
 # A module as the document names it: by its path in the package (`training/fit.py`), or by its
 # file name alone (`fit.py`) where the text around it says which folder.
@@ -76,8 +76,7 @@ def code_names(text: str) -> set[str]:
         span = ARGUMENTS.sub("", span)
         if NOT_CODE.search(span):
             continue
-        *folders, code = span.split("/")
-        names |= set(IDENTIFIER.findall(code)) - {"py"}
+        names |= set(IDENTIFIER.findall(span.rsplit("/", 1)[-1]))
     return names
 
 
