@@ -230,7 +230,7 @@ def test_signal_while_torch_still_loads_stops_after_the_first_step(
         stderr=subprocess.PIPE,
         text=True,
     )
-    while not Path(f"{gate}.waiting").exists():  # parsed its flags, about to import torch
+    while not Path(f"{gate}.waiting").exists():  # about to import torch
         assert process.poll() is None, process.stderr.read()
         time.sleep(0.01)
     assert catches(process.pid, signal.SIGUSR1)

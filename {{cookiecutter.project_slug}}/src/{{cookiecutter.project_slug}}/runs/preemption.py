@@ -2,8 +2,8 @@
 
 SIGTERM (sent by Slurm, Kubernetes and cloud schedulers before they kill a job), SIGINT
 (Ctrl-C) and SIGUSR1 (Slurm's warning before a time limit, with `--signal=USR1@SECONDS`) only
-set a flag, from the moment the flags are parsed (a signal while torch loads is kept, not
-fatal). The training loop looks at it after every optimizer update; all ranks agree, save a
+set a flag, from the moment the command starts (a signal while the flags are checked or
+torch loads is kept, not fatal). The training loop looks at it after every optimizer update; all ranks agree, save a
 mid-epoch last.pt and exit with code 75 (errors.StoppedEarly). `--resume auto` then continues
 inside that epoch.
 
@@ -25,8 +25,12 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 class StopRequest:
     """Whether the run should stop now, and why."""
 
-    def __init__(self, max_minutes: float | None) -> None:
+    def __init__(self) -> None:
         self.reason: str | None = None
+        self.deadline: float | None = None
+
+    def start_budget(self, max_minutes: float | None) -> None:
+        """Stop `max_minutes` from now (None: no time budget)."""
         self.deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
 
     def on_signal(self, signum: int, frame) -> None:
@@ -40,9 +44,9 @@ class StopRequest:
 
 
 @contextmanager
-def stop_requests(max_minutes: float | None) -> Iterator[StopRequest]:
+def stop_requests() -> Iterator[StopRequest]:
     """Listen for the stop signals while the run lasts; the previous handlers come back after."""
-    request = StopRequest(max_minutes)
+    request = StopRequest()
     previous = {signum: signal.signal(signum, request.on_signal) for signum in STOP_SIGNALS}
     try:
         yield request
