@@ -1,6 +1,7 @@
 """Remove the files of unselected options, write the LICENSE, optionally git init."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,22 @@ def unselected_paths(answers: dict) -> list[str]:
         paths.append(".github")
     if answers["pre_commit"] != "yes":
         paths.append(".pre-commit-config.yaml")
+    return paths
+
+
+def other_tasks_paths(answers: dict, package: Path) -> list[Path]:
+    """The task packages not chosen, and the dataset and model files registered for them."""
+    chosen = answers["task"]
+    paths = [
+        folder
+        for folder in (package / "tasks").iterdir()
+        if (folder / "__init__.py").exists() and folder.name != chosen
+    ]
+    for registry in ("datasets", "models"):
+        for module in (package / registry).glob("*.py"):
+            declared = re.search(r'\btask="(\w+)"', module.read_text(encoding="utf-8"))
+            if declared and declared.group(1) != chosen:
+                paths.append(module)
     return paths
 
 
@@ -129,6 +146,8 @@ def next_steps(answers: dict) -> str:
 def main() -> int:
     for path in unselected_paths(ANSWERS):
         remove(Path(path))
+    for path in other_tasks_paths(ANSWERS, Path("src") / ANSWERS["project_slug"]):
+        remove(path)
     write_license(ANSWERS)
     if ANSWERS["init_git"] == "yes":
         init_git(ANSWERS)

@@ -1,6 +1,8 @@
 """Answers are validated before anything is written, and are always treated as data."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -143,3 +145,37 @@ def test_first_commit_is_by_the_users_git_identity(tmp_path, config, author):
     result = bake(tmp_path / "out", answers, env=git_home(tmp_path, config))
     assert result.returncode == 0, result.stderr
     assert first_commit_author(tmp_path / "out" / SLUG) == f"{author}|{author}"
+
+
+def template_with_a_second_task(tmp_path: Path) -> Path:
+    """A copy of the template offering `other_task` too, with one dataset and one model of it."""
+    template = tmp_path / "template"
+    shutil.copytree(TEMPLATE_DIR, template, ignore=shutil.ignore_patterns(".git", ".venv", ".*"))
+    answers = json.loads((template / "cookiecutter.json").read_text())
+    answers["task"].append("other_task")
+    (template / "cookiecutter.json").write_text(json.dumps(answers))
+    package = template / "{{cookiecutter.project_slug}}" / "src" / "{{cookiecutter.project_slug}}"
+    (package / "tasks" / "other_task").mkdir()
+    (package / "tasks" / "other_task" / "__init__.py").write_text('"""Another task."""\n')
+    for registry in ("datasets", "models"):
+        (package / registry / "other.py").write_text('register(Info("other", task="other_task"))\n')
+    return template
+
+
+@pytest.mark.parametrize("task", ["image_classification", "other_task"])
+def test_a_render_keeps_only_the_chosen_tasks_code(tmp_path, task):
+    template = template_with_a_second_task(tmp_path)
+    output = tmp_path / "out"
+    command = [sys.executable, "-m", "cookiecutter", str(template), "--no-input"]
+    command += ["--output-dir", str(output), "init_git=no", f"task={task}"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    package = output / SLUG / "src" / SLUG
+    tasks = sorted(path.name for path in (package / "tasks").iterdir() if path.is_dir())
+    assert tasks == [task]
+    mine = task == "other_task"
+    assert (package / "datasets" / "other.py").exists() == mine
+    assert (package / "models" / "other.py").exists() == mine
+    assert (package / "datasets" / "digits.py").exists() != mine
+    assert (package / "models" / "simple_cnn.py").exists() != mine
+    assert (package / "tasks" / "base.py").exists()  # the seam stays whatever the task
