@@ -480,7 +480,7 @@ def build_training(project: dict, argv: list[str], device: torch.device):
     """(config, Training) for `argv`, built by the generated trainer on `device` as a run
     builds them."""
     config = parse_config(project, argv)
-    project["runs.runtime"].seed_everything(config.run.seed, config.run.deterministic)
+    project["runs.runtime"].seed_everything(config.data.seed, config.run.deterministic)
     runtime = project["runs.runtime"].Runtime(device)
     return config, project["training.fit"].build_training(config, runtime, QUIET)
 

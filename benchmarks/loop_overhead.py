@@ -169,7 +169,9 @@ def lightning_loop(case: Case) -> Callable[[], float]:
     model = fresh_model(case)
     optim = case.project["training.optimisation"]
     optimizer = optim.build_optimizer(model, case.config.optim)
-    scheduler = optim.build_scheduler(optimizer, case.config.optim, len(case.training.train_loader))
+    scheduler = optim.build_scheduler(
+        optimizer, case.config.optim, len(case.training.train_loader), case.config.run.epochs
+    )
     module = Classifier(model, optimizer, scheduler)
 
     def run_epoch() -> float:

@@ -35,7 +35,7 @@ def build_training(project: dict, argv: list[str]):
     builds them, with its log lines kept quiet."""
     runtime = project["runs.runtime"]
     config = project["config.parser"].parse_config(argv)
-    runtime.seed_everything(config.run.seed, config.run.deterministic)
+    runtime.seed_everything(config.data.seed, config.run.deterministic)
     quiet = logging.getLogger("benchmark")
     quiet.setLevel(logging.WARNING)
     cpu = runtime.Runtime(torch.device("cpu"))

@@ -226,7 +226,7 @@ CASES = {
     "unknown model": (flags("--model", "vgg"), "--model: invalid choice"),
     "unknown device": (flags("--device", "tpu"), "--device must be auto, cpu, cuda"),
     "cuda without a gpu": (flags("--device", "cuda"), "no CUDA GPU is visible"),
-    "both warmups": (flags("--warmup-epochs", "1", "--warmup-steps", "5"), "not allowed with"),
+    "both warmups": (flags("--warmup-epochs", "1", "--warmup-steps", "5"), "not both"),
     "both warmups in a config": (
         config_file("warmup-epochs: 2\nwarmup-steps: 5\n"),
         "give --warmup-epochs or --warmup-steps, not both",

@@ -5,44 +5,22 @@ checks that need a dataset's, model's or task's facts import their module (after
 """
 
 import argparse
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
-from ..datasets import dataset_info, dataset_names
-from ..models import model_info, model_names
+from ..datasets import dataset_info
+from ..models import model_info
 from ..tasks import OPTIONAL_PARTS, declaration
 from .extras import FEATURES
-from .flags import (
-    ConfigParser,
-    DefaultsHelpFormatter,
-    class_count,
-    crop_ratio,
-    ema_decay,
-    fraction,
-    image_size,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    run_name,
-    smoothing,
-)
-from .schema import Config
-
-INIT_SCHEMES = (
-    "default",
-    "kaiming_normal",
-    "kaiming_uniform",
-    "xavier_normal",
-    "xavier_uniform",
-    "orthogonal",
-    "normal",
-)
+from .flags import ConfigParser, DefaultsHelpFormatter, run_name
+from .schema import GROUPS, Config
 
 
 def build_parser() -> ConfigParser:
+    """The train flags: one per Config field (schema.py), then the optional parts' (extras.py)."""
     parser = ConfigParser(
         prog="train",
         description="Train an image classifier. Flags override values from --config.",
@@ -51,203 +29,24 @@ def build_parser() -> ConfigParser:
     parser.add_argument(
         "--config", type=Path, help="YAML file of flag defaults (keys are flag names)"
     )
-
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--dataset", choices=dataset_names(), default="digits", help="dataset (datasets/<name>.py)"
-    )
-    data.add_argument(
-        "--data-dir",
-        type=Path,
-        help="image_folder: root/train/<class>/* with val/ (or valid/, validation/) and/or "
-        "test/, or root/<class>/*; cifar10: download root",
-    )
-    data.add_argument("--download", action="store_true", help="cifar10: download when missing")
-    data.add_argument(
-        "--image-size",
-        type=image_size,
-        help="side of the square input (default: 8 for digits, 32 for cifar10 and fake, 64 for "
-        "image_folder, which suits training from scratch on a CPU; --pretrained wants 224)",
-    )
-    data.add_argument(
-        "--crop-ratio",
-        type=crop_ratio,
-        default=0.875,
-        help="image_folder: evaluation resizes the shorter side to image-size / crop-ratio, "
-        "then centre-crops image-size",
-    )
-    data.add_argument(
-        "--val-fraction",
-        type=fraction,
-        default=0.2,
-        help="share of each class held out for validation when there is no val folder",
-    )
-    data.add_argument("--fake-samples", type=positive_int, default=512, help="fake: dataset size")
-    data.add_argument("--fake-classes", type=class_count, default=10, help="fake: class count")
-    data.add_argument(
-        "--skip-bad-images",
-        action="store_true",
-        help="image_folder: skip unreadable images instead of stopping",
-    )
-    data.add_argument(
-        "--num-workers",
-        type=non_negative_int,
-        help="DataLoader worker processes (default: 0 for the in-memory datasets; for "
-        "image_folder, this machine's cores shared among its processes, at most 8)",
-    )
-    data.add_argument(
-        "--mixup-alpha", type=non_negative_float, default=0.0, help="MixUp alpha (0 disables)"
-    )
-    data.add_argument(
-        "--cutmix-alpha", type=non_negative_float, default=0.0, help="CutMix alpha (0 disables)"
-    )
-    data.add_argument(
-        "--balanced-sampling",
-        action="store_true",
-        help="draw each epoch's training samples with equal probability per class (with "
-        "replacement); under DDP every rank draws a disjoint share",
-    )
-
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--model", choices=model_names(), default="simple_cnn", help="model (models/<name>.py)"
-    )
-    model.add_argument("--init", choices=INIT_SCHEMES, default="default", help="weight init scheme")
-    model.add_argument(
-        "--pretrained",
-        action="store_true",
-        help="start from the model's pretrained weights, where it has them (needs network)",
-    )
-
-    speed = parser.add_argument_group("speed")
-    speed.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch.compile the model (pays off on GPUs; compiling takes a minute on a CPU); "
-        "checkpoints load with or without it",
-    )
-    speed.add_argument(
-        "--channels-last",
-        action="store_true",
-        help="channels-last memory format for model and inputs (faster convolutions on "
-        "tensor-core GPUs)",
-    )
-
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=positive_int, default=15, help="training epochs")
-    optim.add_argument(
-        "--stop-after-epochs",
-        type=positive_int,
-        help="end this invocation after N epochs (the schedule still spans --epochs); "
-        "continue later with --resume auto, e.g. in time-limited cluster jobs",
-    )
-    optim.add_argument(
-        "--max-minutes",
-        type=positive_float,
-        help="stop after this many minutes as on SIGTERM: save mid-epoch and exit with code 75 "
-        "(set it below a job's time limit); continue later with --resume auto",
-    )
-    optim.add_argument("--batch-size", type=positive_int, default=64, help="batch size per process")
-    optim.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate")
-    optim.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="optimizer")
-    optim.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
-    optim.add_argument("--nesterov", action="store_true", help="SGD: Nesterov momentum")
-    optim.add_argument(
-        "--weight-decay",
-        type=non_negative_float,
-        default=1e-4,
-        help="weight decay (never applied to biases and norm layers)",
-    )
-    optim.add_argument(
-        "--scheduler", choices=("cosine", "step", "constant"), default="cosine", help="LR schedule"
-    )
-    optim.add_argument(
-        "--step-size", type=positive_int, default=10, help="step scheduler: epochs between decays"
-    )
-    optim.add_argument("--gamma", type=positive_float, default=0.1, help="step scheduler: decay")
-    optim.add_argument("--min-lr", type=non_negative_float, default=0.0, help="cosine: final LR")
-    warmup = optim.add_mutually_exclusive_group()
-    warmup.add_argument(
-        "--warmup-epochs",
-        type=non_negative_int,
-        help="linear LR warmup, in epochs (default: 1; 0 for a one-epoch run)",
-    )
-    warmup.add_argument(
-        "--warmup-steps", type=non_negative_int, help="linear LR warmup, in optimizer updates"
-    )
-    optim.add_argument(
-        "--accum-steps", type=positive_int, default=1, help="micro-batches per optimizer update"
-    )
-    optim.add_argument(
-        "--clip-grad-norm", type=positive_float, help="clip the gradient norm to this value"
-    )
-    optim.add_argument(
-        "--label-smoothing", type=smoothing, default=0.0, help="cross-entropy smoothing"
-    )
-    optim.add_argument(
-        "--class-weights",
-        choices=("none", "auto"),
-        default="none",
-        help="auto: weigh the training loss by inverse class frequency (for imbalanced data)",
-    )
-    optim.add_argument(
-        "--ema",
-        type=ema_decay,
-        default=0.0,
-        metavar="DECAY",
-        help="keep an exponential moving average of the weights with this decay (e.g. 0.999; "
-        "0: off), warmed up as min(DECAY, (1 + step) / (10 + step)); it is evaluated each "
-        "epoch, selects best.pt and is what evaluate and export use",
-    )
-
-    stopping = parser.add_argument_group("early stopping")
-    stopping.add_argument(
-        "--patience", type=non_negative_int, default=0, help="epochs without improvement (0: off)"
-    )
-    stopping.add_argument(
-        "--min-delta", type=non_negative_float, default=0.0, help="smallest change that counts"
-    )
-    stopping.add_argument(
-        "--monitor",
-        "--monitor-metric",
-        default="val_acc",
-        help="validation metric to watch: val_loss or one of the task's (spell it "
-        "--monitor-metric after torchrun, whose own parser takes --monitor for its "
-        "--monitor-interval)",
-    )
-    stopping.add_argument(
-        "--mode",
-        choices=("auto", "min", "max"),
-        default="auto",
-        help="min or max is better; auto: min for losses, max for other metrics",
-    )
-
-    runtime = parser.add_argument_group("runtime")
-    runtime.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
-    runtime.add_argument(
-        "--deterministic", action="store_true", help="deterministic algorithms (bit-exact reruns)"
-    )
-    runtime.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-
-    output = parser.add_argument_group("output")
-    output.add_argument(
-        "--output-dir", type=Path, default=Path("runs"), help="parent of run folders"
-    )
-    output.add_argument(
-        "--name",
-        type=run_name,
-        help="run folder name under --output-dir (default: <dataset>-<model>)",
-    )
-    output.add_argument(
-        "--resume", help="checkpoint to continue from, or 'auto' for the run folder's last.pt"
-    )
-    output.add_argument(
-        "--log-every", type=positive_int, default=20, help="optimizer updates between log lines"
-    )
-    output.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    for title, group in GROUPS.items():
+        arguments = parser.add_argument_group(title)
+        for field in dataclasses.fields(group):
+            arguments.add_argument(*flag_names(field), default=field.default, **flag_options(field))
     for feature in FEATURES:
         feature.add_flags(parser)
     return parser
+
+
+def flag_names(field: dataclasses.Field) -> list[str]:
+    return ["--" + field.name.replace("_", "-"), *field.metadata.get("aliases", ())]
+
+
+def flag_options(field: dataclasses.Field) -> dict:
+    options = {key: value for key, value in field.metadata.items() if key != "aliases"}
+    if callable(options.get("choices")):
+        options["choices"] = options["choices"]()
+    return options
 
 
 def parse_config(argv: list[str] | None = None) -> Config:

@@ -3,9 +3,9 @@
 SIGTERM (sent by Slurm, Kubernetes and cloud schedulers before they kill a job), SIGINT
 (Ctrl-C) and SIGUSR1 (Slurm's warning before a time limit, with `--signal=USR1@SECONDS`) only
 set a flag, from the moment the command starts (a signal while the flags are checked or
-torch loads is kept, not fatal). The training loop looks at it after every optimizer update; all ranks agree, save a
-mid-epoch last.pt and exit with code 75 (errors.StoppedEarly). `--resume auto` then continues
-inside that epoch.
+torch loads is kept, not fatal). The training loop looks at it after every optimizer update;
+all ranks agree, save a mid-epoch last.pt and exit with code 75 (errors.StoppedEarly).
+`--resume auto` then continues inside that epoch.
 
 Signals after the first are ignored until the run has saved and exited: a terminal sends
 Ctrl-C to every process of the command, and torchrun's agent passes the signal on to its

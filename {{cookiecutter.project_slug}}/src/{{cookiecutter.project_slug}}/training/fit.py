@@ -55,7 +55,7 @@ def train(config: Config, stop: StopRequest) -> None:
 
 def run(config: Config, runtime: Runtime, stop: StopRequest) -> None:
     """This process's part of a run: own the run folder, fit."""
-    seed_everything(config.run.seed + runtime.rank, config.run.deterministic)
+    seed_everything(config.data.seed + runtime.rank, config.run.deterministic)
     run_dir = config.run.output_dir / config.run.name
     log = console_logger(writes=runtime.is_main)
     try:
@@ -125,7 +125,7 @@ def build_training(config: Config, runtime: Runtime, log, recorded: dict | None 
     optimizer = build_optimizer(model, config.optim)
     optimisation = Optimisation(
         optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, config.optim, len(train_loader)),
+        scheduler=build_scheduler(optimizer, config.optim, len(train_loader), config.run.epochs),
         accum_steps=config.optim.accum_steps,
         clip_grad_norm=config.optim.clip_grad_norm,
         precision=build_precision(config.features, runtime.device, log),

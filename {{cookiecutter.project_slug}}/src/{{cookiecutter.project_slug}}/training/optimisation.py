@@ -64,10 +64,10 @@ def updates_per_epoch(batches_per_epoch: int, accum_steps: int) -> int:
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: OptimConfig, batches_per_epoch: int
+    optimizer: torch.optim.Optimizer, config: OptimConfig, batches_per_epoch: int, epochs: int
 ) -> LambdaLR:
     per_epoch = updates_per_epoch(batches_per_epoch, config.accum_steps)
-    total = per_epoch * config.epochs
+    total = per_epoch * epochs
     warmup = (
         config.warmup_steps if config.warmup_steps is not None else config.warmup_epochs * per_epoch
     )

@@ -105,7 +105,7 @@ def load_resumable(path: Path, config: Config) -> dict:
         "balanced_sampling": config.data.balanced_sampling,  # decides the order within an epoch
         # Decide the validation split (a recorded one included: it was carved by them) and the
         # order within an epoch: another value would turn training images into validation ones.
-        "seed": config.run.seed,
+        "seed": config.data.seed,
         "val_fraction": config.data.val_fraction,
     }
     saved = {"ema": 0.0, "balanced_sampling": False, **saved}  # checkpoints from before them
