@@ -12,7 +12,7 @@ from {{ cookiecutter.project_slug }}.runs.runtime import Runtime
 from {{ cookiecutter.project_slug }}.tasks import build_task
 from {{ cookiecutter.project_slug }}.training.fit import build_training
 from {{ cookiecutter.project_slug }}.training.loop import Progress, train_one_epoch
-from {{ cookiecutter.project_slug }}.training.validation import evaluate
+from {{ cookiecutter.project_slug }}.training.validation import score
 
 PLAIN_SGD = ["--optimizer", "sgd", "--momentum", "0", "--weight-decay", "0", "--lr", "0.1"]
 PLAIN_SGD += ["--scheduler", "constant", "--accum-steps", "2"]
@@ -74,7 +74,7 @@ def scores(model: nn.Module, targets: list[int], num_classes: int) -> dict:
     spec = DataSpec(tuple(map(str, range(num_classes))), 3, 8, (0.5,) * 3, (0.5,) * 3, 8)
     cpu = torch.device("cpu")
     task = build_task("image_classification", parse_config(QUICK), spec, None, cpu)
-    return evaluate(model, loader, task, cpu, keep_predictions=True)
+    return score(model, loader, task, cpu, keep_predictions=True)
 
 
 def test_a_class_without_validation_images_has_no_accuracy_rather_than_zero():

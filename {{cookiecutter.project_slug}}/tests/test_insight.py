@@ -19,7 +19,7 @@ from {{ cookiecutter.project_slug }}.models import build_model, model_info, mode
 from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint, load_model_weights
 from {{ cookiecutter.project_slug }}.tasks import build_task
 from {{ cookiecutter.project_slug }}.train import main as train_main
-from {{ cookiecutter.project_slug }}.training.validation import evaluate
+from {{ cookiecutter.project_slug }}.training.validation import score
 
 TIMINGS = {"samples_per_second", "epoch_seconds"}
 
@@ -57,7 +57,7 @@ def best_checkpoint_view(run_dir):
     loader = torch.utils.data.DataLoader(splits["val"], batch_size=64)
     cpu = torch.device("cpu")
     task = build_task("image_classification", config, spec, None, cpu)
-    scores = evaluate(model, loader, task, cpu, keep_predictions=True)
+    scores = score(model, loader, task, cpu, keep_predictions=True)
     return model.eval(), spec, scores["probabilities"], scores["targets"]
 
 

@@ -11,9 +11,9 @@ import torch
 from .config.flags import ConfigParser, positive_int
 from .config.parser import saved_config
 from .config.schema import DataConfig
-from .data.image_folder import class_differences, has_split_folders
+from .data.image_folder import has_split_folders
 from .data.loaders import all_images
-from .data.spec import DataSpec
+from .data.spec import DataSpec, class_differences
 from .datasets import build_datasets, dataset_info
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
 from .models import build_model
@@ -21,7 +21,7 @@ from .runs.checkpoint import load_checkpoint, load_model_weights
 from .tasks import build_task
 from .tasks.base import Task
 from .training.resume import recorded_split
-from .training.validation import evaluate
+from .training.validation import score
 
 SPLITS = ("val", "test", "all")
 
@@ -68,7 +68,7 @@ def split_dataset(splits: dict, split: str, data: DataConfig):
     return splits[split]
 
 
-def check_same_classes(data: DataSpec, trained: DataSpec, checkpoint: Path) -> None:
+def check_trained_classes(data: DataSpec, trained: DataSpec, checkpoint: Path) -> None:
     if data.class_names != trained.class_names:
         raise UserError(
             f"the data's classes differ from those checkpoint {checkpoint} was trained on "
@@ -89,7 +89,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> tuple[dict, Task]:
     recorded = None if split == "all" else recorded_split(checkpoint, data)
     splits, spec = build_datasets(data, augment=False, recorded_split=recorded)
     trained = DataSpec.from_dict(checkpoint["data_spec"])
-    check_same_classes(spec, trained, args.checkpoint)
+    check_trained_classes(spec, trained, args.checkpoint)
     dataset = split_dataset(splits, split, data)
     model = build_model(config.model.model, trained)
     load_model_weights(model, checkpoint, args.checkpoint, for_inference=True)
@@ -105,7 +105,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> tuple[dict, Task]:
         "split": split,
         "weights": "ema" if "ema" in checkpoint else "model",
         "images": len(dataset),
-        **task.report(evaluate(model, loader, task, cpu)),
+        **task.report(score(model, loader, task, cpu)),
     }
     return report, task
 

@@ -6,7 +6,7 @@ Layouts (split folder names are matched case-insensitively; SPLIT_ALIASES lists 
 - root/train/<class>/* and root/test/<class>/*: val is carved from train by --val-fraction
 - root/<class>/*: val is carved from all images by --val-fraction
 Carving takes the same share of every class, chosen by the seed; a run records the split it
-carved (split_record), and reusing the record keeps that split whatever files come and go.
+carved (split_manifest), and reusing the record keeps that split whatever files come and go.
 Every split must have the same class folders, compared by their names in Unicode NFC (macOS
 and Linux tools write accents differently); split folders never become classes. Hidden folders
 (.ipynb_checkpoints) and __MACOSX folders are skipped at every depth; they and every other file
@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import UserError
 from .image_check import find_unreadable
 from .image_files import is_image_file
+from .spec import class_differences
 
 SPLIT_ALIASES = {
     "train": ("train", "training"),
@@ -62,7 +63,7 @@ def read_image_folder(
     folders = split_folders(root)
     classes = class_names(folders.get("train", root))
     for folder in folders.values():
-        check_same_classes(folders.get("train", root), folder, classes)
+        check_split_class_folders(folders.get("train", root), folder, classes)
     listed = {split: list_images(folder, classes) for split, folder in folders.items()}
     not_images = [path for _, other_files in listed.values() for path in other_files]
     report_ignored(root, outside_class_folders(root, folders) + not_images)
@@ -177,21 +178,13 @@ def class_names(folder: Path) -> list[str]:
     return classes
 
 
-def check_same_classes(reference: Path, folder: Path, classes: list[str]) -> None:
+def check_split_class_folders(reference: Path, folder: Path, classes: list[str]) -> None:
     found = list(class_folders(folder))
     if set(found) != set(classes):
         raise UserError(
             f"class folders of {folder} differ from {reference} "
             f"({class_differences(classes, found)}): give every split the same class folders"
         )
-
-
-def class_differences(expected: list[str], found: list[str]) -> str:
-    """'missing a; extra b': how the class names `found` differ from those `expected`."""
-    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-    differences = [f"missing {', '.join(missing)}"] if missing else []
-    differences += [f"extra {', '.join(extra)}"] if extra else []
-    return "; ".join(differences) or "the same names in another order"
 
 
 def list_images(folder: Path, classes: list[str]) -> tuple[list[Sample], list[Path]]:
@@ -275,7 +268,7 @@ def carve(
     return train, val
 
 
-def split_record(root: Path, classes: tuple[str, ...], splits: dict[str, list[Sample]]) -> dict:
+def split_manifest(root: Path, classes: tuple[str, ...], splits: dict[str, list[Sample]]) -> dict:
     """The train and val images as plain data: {split: {path relative to root: class name}}."""
     return {
         split: {relative_name(root, path): classes[label] for path, label in splits[split]}

@@ -3,6 +3,7 @@ ranks), a disjoint validation shard per rank, workers, and the task's collate_fn
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +16,6 @@ from torch.utils.data import (
 
 from ..config.schema import DataConfig
 from ..errors import UserError
-from ..runs.preemption import ignore_stop_signals
 from .image_check import available_cores
 from .image_datasets import training_labels
 from .sampling import ClassBalancedSampler, SeededAugmentation, SeededShuffle, ShardSampler
@@ -33,6 +33,7 @@ class Placement:
     world_size: int
     pin_memory: bool
     decodes_files: bool
+    worker_init: Callable[[int], None] | None = None  # what each worker process runs first
 
 
 def build_loaders(
@@ -66,7 +67,7 @@ def build_loaders(
         # Worker seeds do not shape the data (samples carry their own); a private generator
         # keeps the draws that pick them from moving the training process's RNG.
         "generator": torch.Generator().manual_seed(config.seed + rank),
-        "worker_init_fn": ignore_stop_signals,
+        "worker_init_fn": placement.worker_init,
     }
     train_loader = DataLoader(
         SeededAugmentation(train),

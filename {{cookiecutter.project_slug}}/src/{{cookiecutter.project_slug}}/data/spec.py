@@ -38,3 +38,11 @@ class DataSpec:
             tuple(values["std"]),
             values["resize_size"],
         )
+
+
+def class_differences(expected: list[str], found: list[str]) -> str:
+    """'missing a; extra b': how the class names `found` differ from those `expected`."""
+    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    differences = [f"missing {', '.join(missing)}"] if missing else []
+    differences += [f"extra {', '.join(extra)}"] if extra else []
+    return "; ".join(differences) or "the same names in another order"

@@ -5,8 +5,12 @@ validation/, dev/, eval/) and/or test/, or root/<class>/* with validation carved
 from pathlib import Path
 
 from ..data.image_datasets import ImageFileDataset
-from ..data.image_folder import carves_validation, folder_class_names, read_image_folder
-from ..data.image_folder import split_record as folder_split_record
+from ..data.image_folder import (
+    carves_validation,
+    folder_class_names,
+    read_image_folder,
+    split_manifest,
+)
 from ..data.spec import DataSpec
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, decode_min_side, photo_transforms
 from . import DatasetInfo, image_size_of, register
@@ -48,7 +52,7 @@ def split_record(config, splits, spec: DataSpec, recorded: dict | None) -> dict 
     if recorded is not None:
         return recorded
     samples = {split: splits[split].samples for split in ("train", "val")}
-    return folder_split_record(Path(config.data_dir), spec.class_names, samples)
+    return split_manifest(Path(config.data_dir), spec.class_names, samples)
 
 
 def class_names(config) -> list[str]:

@@ -26,7 +26,7 @@ from ..loggers import (
 from ..models import build_model
 from ..runs.checkpoint import capture_rng_state, restore_rng_state
 from ..runs.folder import continues_in_place, owned_by_rank0, resume_source
-from ..runs.preemption import StopRequest
+from ..runs.preemption import StopRequest, ignore_stop_signals
 from ..runs.runtime import Runtime, launch, seed_everything
 from ..tasks import build_task
 from .early_stopping import EarlyStopping, resolve_mode
@@ -107,7 +107,11 @@ def build_training(config: Config, runtime: Runtime, log, recorded: dict | None 
     check_has_validation_samples(splits["val"])
     task = build_task(dataset.task, config, spec, splits["train"], runtime.device)
     placement = Placement(
-        runtime.rank, runtime.world_size, runtime.device.type == "cuda", dataset.decodes_files
+        runtime.rank,
+        runtime.world_size,
+        runtime.device.type == "cuda",
+        dataset.decodes_files,
+        worker_init=ignore_stop_signals,  # stopping is the training process's business
     )
     collate_fns = (task.collate_fn(), task.eval_collate_fn())
     train_loader, val_loader = build_loaders(

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..config.schema import Config, DataConfig
-from ..data.image_folder import class_differences
+from ..data.spec import class_differences
 from ..datasets import dataset_info, image_size_of
 from ..errors import UserError
 from ..runs.checkpoint import (
@@ -122,11 +122,11 @@ def load_resumable(path: Path, config: Config) -> dict:
             f"checkpoint {path} was trained with {', '.join(differences)}: resume with the same "
             "flags, or start a new --name without --resume"
         )
-    check_same_classes(path, state, config.data)
+    check_resumed_classes(path, state, config.data)
     return state
 
 
-def check_same_classes(path: Path, state: dict, data: DataConfig) -> None:
+def check_resumed_classes(path: Path, state: dict, data: DataConfig) -> None:
     """The data's classes, by count and by name: the same count under other names (renamed
     class folders) would give the model's outputs to other classes."""
     trained = list(state["data_spec"]["class_names"])

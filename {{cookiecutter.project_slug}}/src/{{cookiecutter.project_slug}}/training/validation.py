@@ -16,7 +16,7 @@ from .loop import NonFiniteLossError, Training, to_device
 
 
 @torch.no_grad()
-def evaluate(
+def score(
     model: nn.Module,
     loader: DataLoader,
     task: Task,
@@ -56,7 +56,7 @@ def validate(training: Training, runtime: Runtime, keep_predictions: bool) -> tu
     for model in models:
         runtime.share_buffers(model)
         scores.append(
-            evaluate(
+            score(
                 model,
                 training.val_loader,
                 training.task,
