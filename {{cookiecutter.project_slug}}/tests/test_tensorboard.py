@@ -1,5 +1,6 @@
 """What TensorBoard's dashboards read after each validation: the confusion matrix and the PR
-curves, whatever the class count."""
+curves, whatever the class count; and nothing of a task's inputs or scores that are neither
+images nor a classifier's."""
 
 import io
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
 
 from conftest import QUICK
 from {{ cookiecutter.project_slug }}.config.parser import parse_config
@@ -50,3 +52,16 @@ def test_many_classes_draw_a_bounded_picture_and_pr_curves_of_the_most_confused(
     events = validation_events(tmp_path, [index % 1000 for index in range(3000)], classes=1000)
     assert len(events.PluginTagToContent("pr_curves")) == PR_CURVE_CLASSES
     assert max(picture_size(events)) <= 1000
+
+
+def test_inputs_other_than_images_and_scores_without_a_confusion_matrix_draw_nothing(tmp_path):
+    spec = DataSpec(("absent", "present"), 1, 0, (0.0,), (1.0,), 0)
+    logger = TensorBoardLogger(tmp_path, parse_config(QUICK), spec, None)
+    tokens = {"tokens": torch.tensor([[2, 3, 1]]), "mask": torch.ones(1, 3, dtype=torch.bool)}
+    logger.log_start(nn.Embedding(4, 2), lambda: tokens)
+    logger.log_validation({"val_loss": 0.5, "val_acc": 1.0}, step=1)
+    logger.writer.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()
+    assert tags["images"] == [] and tags["tensors"] == [] and not tags["graph"]

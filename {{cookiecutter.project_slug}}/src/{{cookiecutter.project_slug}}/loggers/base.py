@@ -78,9 +78,10 @@ class RunLogger:
     def check_can_start(cls, config: Config) -> None:
         """Raise a UserError before anything is built when this logger could not start."""
 
-    def log_start(self, model: nn.Module, images: Callable[[], torch.Tensor]) -> None:
-        """Once, before the first step: the model; images() draws a batch of (augmented)
-        training inputs (once, for whichever logger asks first)."""
+    def log_start(self, model: nn.Module, inputs: Callable[[], object]) -> None:
+        """Once, before the first step: the model; inputs() draws a batch's (augmented)
+        training inputs, whatever the task's batches hold (once, for whichever logger asks
+        first)."""
 
     def log_step(self, values: dict, step: int) -> None:
         """Every --log-every optimizer updates: running train loss/accuracy and LR."""
@@ -89,7 +90,8 @@ class RunLogger:
         """After each epoch: the metrics record written to metrics.jsonl."""
 
     def log_validation(self, results: dict, step: int) -> None:
-        """After each validation: confusion matrix and, when kept, class probabilities."""
+        """After each validation: its scores (Validation.compute's), with every sample's
+        prediction when a logger type needs_predictions."""
 {%- if cookiecutter.insight == "yes" %}
 
     def log_cam(self, images: CamImages, step: int) -> None:
@@ -109,6 +111,11 @@ class RunLogger:
     def state_dict(self) -> dict:
         """What a resumed run needs to continue this logger's record; kept in checkpoints."""
         return {}
+
+
+def is_image_batch(inputs) -> bool:
+    """Whether a batch's inputs are images (N, C, H, W), the only inputs a logger draws."""
+    return isinstance(inputs, torch.Tensor) and inputs.ndim == 4 and inputs.is_floating_point()
 
 
 LOGGER_TYPES: list[type[RunLogger]] = []

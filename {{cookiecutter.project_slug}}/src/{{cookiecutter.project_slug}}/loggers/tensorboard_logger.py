@@ -1,5 +1,5 @@
-"""TensorBoard: scalars, hparams, an input grid, the graph, confusion matrix, PR curves, and
-the pictures of the run's other events.
+"""TensorBoard: scalars, hparams, an input grid and the graph (image inputs), confusion matrix
+and PR curves (classifiers), and the pictures of the run's other events.
 
 Each epoch's confusion matrix shows at most SHOWN_CLASSES classes and its PR curves cover at
 most PR_CURVE_CLASSES (the most confused beyond that), so their cost does not grow with the
@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 {%- if cookiecutter.insight == "yes" %}
 from PIL import Image
 {%- endif %}
@@ -24,9 +23,9 @@ from torchvision.utils import make_grid
 from ..config.schema import Config
 from ..data.spec import DataSpec
 {%- if cookiecutter.insight == "yes" %}
-from .base import CamImages, Embeddings, Mistake, RunLogger, register_logger
+from .base import CamImages, Embeddings, Mistake, RunLogger, is_image_batch, register_logger
 {%- else %}
-from .base import RunLogger, register_logger
+from .base import RunLogger, is_image_batch, register_logger
 {%- endif %}
 from .pictures import confusion_picture, label_font, shown_classes
 
@@ -67,8 +66,12 @@ class TensorBoardLogger(RunLogger):
         self.class_names = spec.class_names
         self.font = label_font([*spec.class_names, "(no images)"])
 
-    def log_start(self, model: nn.Module, images: Callable[[], torch.Tensor]) -> None:
-        batch = images()
+    def log_start(self, model: nn.Module, inputs: Callable[[], object]) -> None:
+        """An image batch's grid and the model's graph traced on one of its images; nothing
+        for other inputs."""
+        batch = inputs()
+        if not is_image_batch(batch):
+            return
         grid = make_grid(batch[:64].float(), nrow=8, normalize=True, scale_each=True)
         self.writer.add_image("inputs/train_batch", grid, 0)
         # Tracing runs a forward pass: use a copy in eval mode so BatchNorm statistics stay put.
@@ -82,6 +85,10 @@ class TensorBoardLogger(RunLogger):
         self.writer.add_scalar("lr/step", values["lr"], step)
 
     def log_validation(self, results: dict, step: int) -> None:
+        """A classifier's confusion matrix and PR curves; a task without a confusion matrix
+        has only scalars, which log_epoch plots."""
+        if "confusion_matrix" not in results:
+            return
         matrix = results["confusion_matrix"]
         picture = confusion_picture(matrix, shown_classes(matrix), self.class_names, self.font)
         self.writer.add_image("val/confusion_matrix", np.asarray(picture), step, dataformats="HWC")

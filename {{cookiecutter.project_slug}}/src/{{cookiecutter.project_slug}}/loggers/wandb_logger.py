@@ -12,7 +12,6 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 import wandb
 {%- if cookiecutter.insight == "yes" %}
 from PIL import Image
@@ -27,9 +26,9 @@ from ..config.schema import Config
 from ..data.spec import DataSpec
 from ..errors import UserError
 {%- if cookiecutter.insight == "yes" %}
-from .base import CamImages, Embeddings, Mistake, RunLogger, register_logger
+from .base import CamImages, Embeddings, Mistake, RunLogger, is_image_batch, register_logger
 {%- else %}
-from .base import RunLogger, register_logger
+from .base import RunLogger, is_image_batch, register_logger
 {%- endif %}
 
 OFFLINE_MODES = ("offline", "disabled", "dryrun")
@@ -107,8 +106,11 @@ class WandbLogger(RunLogger):
     def check_can_start(cls, config: Config) -> None:
         check_wandb_can_log()
 
-    def log_start(self, model: nn.Module, images: Callable[[], torch.Tensor]) -> None:
-        batch = images()
+    def log_start(self, model: nn.Module, inputs: Callable[[], object]) -> None:
+        """An image batch's grid; nothing for other inputs."""
+        batch = inputs()
+        if not is_image_batch(batch):
+            return
         grid = make_grid(batch[:64].float(), nrow=8, normalize=True, scale_each=True)
         self.run.log({"inputs/train_batch": wandb.Image(grid)}, step=0)
 
