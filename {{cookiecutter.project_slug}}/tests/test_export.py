@@ -7,12 +7,15 @@ import pytest
 import torch
 
 from {{ cookiecutter.project_slug }} import export
+from {{ cookiecutter.project_slug }}.config.parser import saved_config
 from {{ cookiecutter.project_slug }}.data.spec import DataSpec
 from {{ cookiecutter.project_slug }}.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from {{ cookiecutter.project_slug }}.errors import UserError
 from {{ cookiecutter.project_slug }}.models import build_model, model_names
+from {{ cookiecutter.project_slug }}.tasks import build_task
 
 SPEC = DataSpec(tuple("abcd"), 3, 16, IMAGENET_MEAN, IMAGENET_STD, resize_size=16)
+TASK = build_task("image_classification", saved_config({}), SPEC, None, torch.device("cpu"))
 
 
 @pytest.mark.slow
@@ -21,8 +24,8 @@ def test_every_model_exports_with_onnxruntime_parity(name, tmp_path):
     torch.manual_seed(0)
     model = build_model(name, SPEC).eval()
     path = tmp_path / f"{name}.onnx"
-    export.export_onnx(model, SPEC, path)
-    differences = export.largest_difference(model, SPEC, path)
+    export.export_onnx(model, TASK, SPEC, path)
+    differences = export.largest_difference(model, TASK, path)
     assert set(differences) == {1, 7}
     assert max(differences.values()) <= export.TOLERANCE
 
@@ -33,7 +36,7 @@ def test_export_refuses_a_model_beyond_tolerance(tmp_path, monkeypatch):
     monkeypatch.setattr(export, "TOLERANCE", -1.0)
     model = build_model("simple_cnn", SPEC)
     with pytest.raises(UserError, match=r"differs from PyTorch by more than -1 \(batch 1: "):
-        export.export_and_verify(model, SPEC, tmp_path / "model.onnx", report=print)
+        export.export_and_verify(model, TASK, SPEC, tmp_path / "model.onnx", report=print)
 
 
 def test_an_output_without_onnx_is_refused_before_anything_is_written(tmp_path, capsys):
@@ -70,6 +73,7 @@ def test_exported_file_is_self_contained_and_names_its_preprocessing(train, tmp_
     session = onnxruntime.InferenceSession(alone / "model.onnx", providers=["CPUExecutionProvider"])
     metadata = session.get_modelmeta().custom_metadata_map
     values = {key: json.loads(value) for key, value in metadata.items()}
+    assert values["task"] == "image_classification"
     assert values["class_names"] == [str(index) for index in range(10)]
     assert values["input_size"] == [3, 8, 8] and values["resize_size"] == 8
     assert values["mean"] == pytest.approx(IMAGENET_MEAN) and values["std"] == pytest.approx(

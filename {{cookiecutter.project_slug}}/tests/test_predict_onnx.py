@@ -53,6 +53,19 @@ def test_an_onnx_model_without_its_suffix_is_refused_saying_so(
     assert not output.exists()
 
 
+def test_a_file_exported_before_the_task_was_recorded_still_predicts(
+    predict_run, onnx_file, tmp_path
+):
+    _, images = predict_run
+    model = onnx.load(onnx_file)
+    kept = [prop for prop in model.metadata_props if prop.key != "task"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    older = tmp_path / "older.onnx"
+    onnx.save(model, older)
+    assert predictions(tmp_path, images, older) == predictions(tmp_path, images, onnx_file)
+
+
 def without_metadata(root: Path) -> Path:
     """A valid ONNX model (logits = images) that records no classes or preprocessing."""
     shape = ["batch", 3]

@@ -1,7 +1,8 @@
-"""ONNX export with a dynamic batch axis, checked by onnx and compared in onnxruntime.
+"""ONNX export with the axes the task lets vary (the batch's), checked by onnx and compared in
+onnxruntime on the task's example inputs.
 
 The file is self-contained: weights inside, and metadata_props carrying what a service needs
-to use it (class names, input size, resize size, mean and std, as JSON values).
+to use it (task, class names, input size, resize size, mean and std, as JSON values).
 """
 
 import argparse
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from .config.flags import ConfigParser
+from .config.parser import saved_config
 from .config.schema import Config
 from .data.spec import DataSpec
 from .datasets import dataset_info
@@ -25,42 +27,46 @@ from .errors import UserError, prepare_output_file, run_reporting_user_errors
 from .loggers.base import RunLogger, register_logger
 from .models import build_model
 from .runs.checkpoint import load_checkpoint, load_model_weights
-from .tasks import declaration
+from .runs.onnx_model import flat_tensors, input_feed
+from .tasks import build_task, declaration
+from .tasks.base import Task
 
 # Largest absolute difference allowed between PyTorch and onnxruntime float32 logits.
 TOLERANCE = 1e-4
 CHECK_BATCH_SIZES = (1, 7)
+EXAMPLE_BATCH_SIZE = 2  # the exporter would take an axis of size 1 for a constant
 
 
-def export_onnx(model: nn.Module, spec: DataSpec, path: Path) -> None:
+def export_onnx(model: nn.Module, task: Task, spec: DataSpec, path: Path) -> None:
+    """The task says the model's inputs and outputs, their names and the axes that vary."""
     model.eval()
-    example = torch.randn(2, spec.in_channels, spec.image_size, spec.image_size)
-    batch = torch.export.Dim("batch", min=1, max=4096)
+    signature = task.onnx_signature()
     # The exporter logs its progress at INFO; keep the console to our own lines.
     logging.getLogger("torch.onnx").setLevel(logging.WARNING)
     torch.onnx.export(
         model,
-        (example,),
+        (task.example_input(EXAMPLE_BATCH_SIZE),),
         path,
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_shapes=({0: batch},),
+        input_names=list(signature.inputs),
+        output_names=list(signature.outputs),
+        dynamic_shapes=signature.dynamic_shapes,
         dynamo=True,
         external_data=False,
         verbose=False,
     )
-    add_metadata(path, spec)
+    add_metadata(path, task, spec)
 
 
-def add_metadata(path: Path, spec: DataSpec) -> None:
+def add_metadata(path: Path, task: Task, spec: DataSpec) -> None:
     model = onnx.load(path)
-    for key, value in preprocessing_metadata(spec).items():
+    for key, value in recorded_metadata(task, spec).items():
         model.metadata_props.add(key=key, value=json.dumps(value))
     onnx.save(model, path)
 
 
-def preprocessing_metadata(spec: DataSpec) -> dict:
+def recorded_metadata(task: Task, spec: DataSpec) -> dict:
     return {
+        "task": task.declaration.name,
         "class_names": list(spec.class_names),
         "input_size": [spec.in_channels, spec.image_size, spec.image_size],
         "resize_size": spec.resize_size,
@@ -69,31 +75,38 @@ def preprocessing_metadata(spec: DataSpec) -> dict:
     }
 
 
-def largest_difference(model: nn.Module, spec: DataSpec, path: Path) -> dict[int, float]:
+def largest_difference(model: nn.Module, task: Task, path: Path) -> dict[int, float]:
     """Run PyTorch and onnxruntime on the same random batches; the max |difference| per size."""
     onnx.checker.check_model(onnx.load(path), full_check=True)
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    generator = torch.Generator().manual_seed(0)
+    signature = task.onnx_signature()
     differences = {}
-    with torch.no_grad():
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(0)
         for batch_size in CHECK_BATCH_SIZES:
-            shape = (batch_size, spec.in_channels, spec.image_size, spec.image_size)
-            images = torch.randn(shape, generator=generator)
-            expected = model(images).numpy()
-            (actual,) = session.run(["logits"], {"images": images.numpy()})
-            differences[batch_size] = float(np.abs(actual - expected).max())
+            inputs = task.example_input(batch_size)
+            expected = flat_tensors(model(inputs))
+            actual = session.run(list(signature.outputs), input_feed(signature.inputs, inputs))
+            differences[batch_size] = max(
+                float(np.abs(ours - theirs.numpy()).max())
+                for ours, theirs in zip(actual, expected, strict=True)
+            )
     return differences
 
 
 def export_and_verify(
-    model: nn.Module, spec: DataSpec, path: Path, report: Callable[[str], None] = print
+    model: nn.Module,
+    task: Task,
+    spec: DataSpec,
+    path: Path,
+    report: Callable[[str], None] = print,
 ) -> None:
     """Write `path` only once the export is verified: a failed export leaves the old file."""
     model = model.cpu().float().eval()
     partial = path.with_name(f"{path.name}.partial")
     try:
-        export_onnx(model, spec, partial)
-        differences = largest_difference(model, spec, partial)
+        export_onnx(model, task, spec, partial)
+        differences = largest_difference(model, task, partial)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -136,20 +149,24 @@ def export_checkpoint(
 ) -> None:
     prepare_onnx_output(output, checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
-    check_task_exports(checkpoint, checkpoint_path)
+    task_name = exported_task(checkpoint, checkpoint_path)
+    config = saved_config(checkpoint["config"])
     spec = DataSpec.from_dict(checkpoint["data_spec"])
-    model = build_model(checkpoint["config"]["model"], spec)
+    model = build_model(config.model.model, spec)
     load_model_weights(model, checkpoint, checkpoint_path, for_inference=True)
-    export_and_verify(model, spec, output, report)
+    task = build_task(task_name, config, spec, None, torch.device("cpu"))
+    export_and_verify(model, task, spec, output, report)
 
 
-def check_task_exports(checkpoint: dict, checkpoint_path: Path) -> None:
+def exported_task(checkpoint: dict, checkpoint_path: Path) -> str:
+    """The checkpoint's task, when it declares ONNX export."""
     task = dataset_info(checkpoint["config"]["dataset"]).task
     if "onnx" not in declaration(task).supports:
         raise UserError(
             f"checkpoint {checkpoint_path} is a {task} model, which this project does not export "
             "to ONNX: use the checkpoint itself"
         )
+    return task
 
 
 @register_logger

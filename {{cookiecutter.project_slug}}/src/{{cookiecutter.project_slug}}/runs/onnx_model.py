@@ -1,9 +1,10 @@
-"""predict with an exported model.onnx: onnxruntime, and the preprocessing and class names that
-export.py recorded in the file's metadata_props."""
+"""predict with an exported model.onnx: onnxruntime, and the task, preprocessing and class
+names that export.py recorded in the file's metadata_props."""
 
 import json
 from pathlib import Path
 
+import numpy as np
 import onnxruntime
 import torch
 
@@ -19,10 +20,29 @@ class OnnxModel:
     def __init__(self, path: Path, device: torch.device) -> None:
         self.session = open_session(path, device)
         self.spec = recorded_spec(path, self.session)
+        self.task_name = recorded_task(self.session)
 
-    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        (logits,) = self.session.run(["logits"], {"images": images.numpy()})
-        return torch.from_numpy(logits).float().softmax(dim=1)
+    def outputs(self, inputs):
+        """The model's outputs for an input batch: a tensor, or a list of them in the file's
+        order when it has several."""
+        names = [graph_input.name for graph_input in self.session.get_inputs()]
+        arrays = self.session.run(None, input_feed(names, inputs))
+        outputs = [torch.from_numpy(array) for array in arrays]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
+def flat_tensors(values) -> list[torch.Tensor]:
+    """A batch's tensors in the order ONNX export flattens them: dict values, list items."""
+    if isinstance(values, torch.Tensor):
+        return [values]
+    items = values.values() if isinstance(values, dict) else values
+    return [tensor for item in items for tensor in flat_tensors(item)]
+
+
+def input_feed(names, inputs) -> dict[str, np.ndarray]:
+    """onnxruntime's inputs: each of the model's input names with its tensor of the batch."""
+    tensors = flat_tensors(inputs)
+    return {name: tensor.numpy() for name, tensor in zip(names, tensors, strict=True)}
 
 
 def open_session(path: Path, device: torch.device) -> onnxruntime.InferenceSession:
@@ -69,3 +89,13 @@ def recorded_spec(path: Path, session: onnxruntime.InferenceSession) -> DataSpec
             f"{path} does not record its classes and preprocessing ({', '.join(RECORDED)}) in "
             "its metadata: export the checkpoint with this project's export command"
         ) from None
+
+
+def recorded_task(session: onnxruntime.InferenceSession) -> str | None:
+    """The task export recorded; None in a file exported before it recorded one."""
+    metadata = session.get_modelmeta().custom_metadata_map
+    try:
+        task = json.loads(metadata.get("task", "null"))
+    except ValueError:
+        return None
+    return task if isinstance(task, str) else None

@@ -2,6 +2,11 @@
 and metrics. A batch is (inputs, targets), each a tensor or any dict, list or tuple of them
 (the engine moves them to the device); what they hold is the task's business."""
 
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
 
 class Validation:
     """Scores accumulated over one pass of the validation split, reduced across DDP ranks."""
@@ -13,6 +18,26 @@ class Validation:
         """Every score by name: "val_loss" and the task's metrics as floats, plus whatever the
         task's reports and loggers read (per-class scores, predictions...)."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class OnnxSignature:
+    """How export lays out model.onnx: the names of the model's input tensors (example_input's,
+    flattened in order: dict values, list items) and of its outputs, and `dynamic_shapes` as
+    torch.onnx.export takes them: each input's varying axes, in example_input's structure."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    dynamic_shapes: tuple
+
+
+@dataclass(frozen=True)
+class PredictInputs:
+    """The files predict reads, as the task found them among the command line's paths."""
+
+    files: list[Path]  # in order: a CSV row each, unless unreadable
+    ignored: list[Path]  # the other files and folders passed over, named on stderr
+    dataset: Dataset  # item i: (files[i] as a model input, "") or (None, why it cannot be read)
 
 
 class Task:
@@ -51,8 +76,13 @@ class Task:
     def validation(self, keep_predictions: bool) -> Validation:
         raise NotImplementedError
 
-    def example_input(self):
-        """One input batch of the shapes the model takes (summary, ONNX export)."""
+    def example_input(self, batch_size: int = 1):
+        """An input batch of `batch_size` of the shapes the model takes (the summary's 1; ONNX
+        export's several, so that the batch axis stays free)."""
+        raise NotImplementedError
+
+    def onnx_signature(self) -> OnnxSignature:
+        """Only for a task that declares "onnx"."""
         raise NotImplementedError
 
     def report(self, scores: dict) -> dict:
@@ -62,4 +92,21 @@ class Task:
     def format_report(self, report: dict) -> str:
         """The report as the evaluate command prints it (`report` also holds "split", "images"
         and "weights")."""
+        raise NotImplementedError
+
+    # predict: its CSV columns after "path", and how its messages name an input and inputs.
+    prediction_columns: tuple[str, ...] = ()
+    input_names: tuple[str, str] = ("an input", "inputs")
+
+    def predict_inputs(self, sources: list[Path]) -> PredictInputs:
+        """The files to predict among the command line's files, folders and list files; a
+        UserError for a source that holds none."""
+        raise NotImplementedError
+
+    def predict_batch(self, inputs: list):
+        """One model input batch of readable files' inputs (PredictInputs.dataset items)."""
+        raise NotImplementedError
+
+    def prediction_rows(self, outputs, top_k: int) -> list[tuple[list[str], str]]:
+        """For each input of a batch, its CSV cells (prediction_columns) and its console line."""
         raise NotImplementedError

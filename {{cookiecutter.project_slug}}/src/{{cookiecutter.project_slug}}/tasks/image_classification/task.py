@@ -1,5 +1,7 @@
 """Image classification through the engine's seam (tasks/base.py)."""
 
+from pathlib import Path
+
 import torch
 from torch import nn
 from torch.utils.data import default_collate
@@ -10,8 +12,9 @@ from torchvision.transforms import v2
 from ...data.loaders import loss_class_weights
 from ...data.sampling import derived_seed, seeded_cpu_rng
 from ...data.spec import DataSpec
-from ..base import Task, Validation
+from ..base import OnnxSignature, PredictInputs, Task, Validation
 from . import DECLARATION
+from .prediction import image_inputs, prediction_row, top_classes
 
 # MixUp and CutMix draw from a seed of their own, derived from the batch's sample seeds.
 MIX_SALT = 0x4D49
@@ -95,6 +98,8 @@ class ImageClassification(Task):
     declaration = DECLARATION
     train_metrics = ("acc",)
     recorded_extras = ("per_class_acc",)
+    prediction_columns = ("class", "probability", "top_k")
+    input_names = ("an image", "images")
 
     def __init__(self, spec: DataSpec, criterion: nn.Module, collator, device) -> None:
         self.spec, self.criterion, self.collator, self.device = spec, criterion, collator, device
@@ -142,9 +147,24 @@ class ImageClassification(Task):
             lines.append(counts if sum(row) else f"{counts}  (no images)")
         return "\n".join(lines)
 
-    def example_input(self):
+    def example_input(self, batch_size: int = 1):
         spec = self.spec
-        return torch.rand(1, spec.in_channels, spec.image_size, spec.image_size)
+        return torch.randn(batch_size, spec.in_channels, spec.image_size, spec.image_size)
+
+    def onnx_signature(self) -> OnnxSignature:
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        return OnnxSignature(("images",), ("logits",), ({0: batch},))
+
+    def predict_inputs(self, sources: list[Path]) -> PredictInputs:
+        return image_inputs(sources, self.spec)
+
+    def predict_batch(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(inputs)
+
+    def prediction_rows(self, outputs: torch.Tensor, top_k: int) -> list[tuple[list[str], str]]:
+        probabilities = outputs.float().softmax(dim=1).cpu()
+        names = self.spec.class_names
+        return [prediction_row(top_classes(row, names, top_k)) for row in probabilities]
 
 
 def build(config, spec: DataSpec, train_split, device) -> ImageClassification:
