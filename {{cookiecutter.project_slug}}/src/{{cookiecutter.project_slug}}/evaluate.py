@@ -11,7 +11,6 @@ import torch
 from .config.flags import ConfigParser, positive_int
 from .config.parser import saved_config
 from .config.schema import DataConfig
-from .data.image_folder import has_split_folders
 from .data.loaders import all_images
 from .data.spec import DataSpec, class_differences
 from .datasets import build_datasets, dataset_info
@@ -48,12 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 def chosen_split(args: argparse.Namespace, data: DataConfig) -> str:
     if args.split is not None:
         return args.split
-    folder_without_splits = (
-        args.data_dir is not None
-        and data.dataset == "image_folder"
-        and not has_split_folders(args.data_dir)
+    scored_whole = args.data_dir is not None and dataset_info(data.dataset).scored_whole(
+        args.data_dir
     )
-    return "all" if folder_without_splits else "val"
+    return "all" if scored_whole else "val"
 
 
 def split_dataset(splits: dict, split: str, data: DataConfig):

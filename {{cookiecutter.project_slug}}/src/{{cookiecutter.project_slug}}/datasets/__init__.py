@@ -16,13 +16,19 @@ def nothing_to_record(config, splits, spec, recorded):
     return None
 
 
+def never_whole(data_dir) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """What the rest of the project needs to know about a dataset.
 
     `build(config, augment, recorded_split)` returns ({"train", "val"[, "test"]: Dataset},
     spec); `class_names(config)` the classes, known without reading a sample (resume checks);
-    `split_record(config, splits, spec, recorded)` the carved split a run records, if any.
+    `split_record(config, splits, spec, recorded)` the carved split a run records, if any;
+    `scored_whole(data_dir)` whether evaluate scores every sample of a --data-dir by default
+    (a folder without split folders).
     """
 
     name: str
@@ -33,6 +39,7 @@ class DatasetInfo:
     needs_data_dir: bool = False
     decodes_files: bool = False  # DataLoader worker processes pay off
     split_record: Callable = nothing_to_record
+    scored_whole: Callable = never_whole
 
 
 REGISTERED: dict[str, DatasetInfo] = {}

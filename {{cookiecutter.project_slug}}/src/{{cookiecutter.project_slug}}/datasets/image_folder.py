@@ -8,6 +8,7 @@ from ..data.image_datasets import ImageFileDataset
 from ..data.image_folder import (
     carves_validation,
     folder_class_names,
+    has_split_folders,
     read_image_folder,
     split_manifest,
 )
@@ -69,5 +70,6 @@ register(
         needs_data_dir=True,
         decodes_files=True,
         split_record=split_record,
+        scored_whole=lambda data_dir: not has_split_folders(data_dir),
     )
 )
