@@ -179,3 +179,19 @@ def test_a_render_keeps_only_the_chosen_tasks_code(tmp_path, task):
     assert (package / "datasets" / "digits.py").exists() != mine
     assert (package / "models" / "simple_cnn.py").exists() != mine
     assert (package / "tasks" / "base.py").exists()  # the seam stays whatever the task
+
+
+@pytest.mark.parametrize("extras", ["yes", "no"])
+def test_a_package_named_before_the_tests_helpers_passes_ruff(tmp_path, extras):
+    """Import sorting does not depend on the package's name: one that sorts before `conftest`
+    keeps the tests' helper imports after its own."""
+    answers = {"project_slug": "aardvark", "sweeps": extras, "insight": extras}
+    result = bake(tmp_path, answers)
+    assert result.returncode == 0, result.stderr
+    check = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "."],
+        cwd=tmp_path / "aardvark",
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout

@@ -6,7 +6,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import QUICK, load_weights, read_metrics
 from {{ cookiecutter.project_slug }}.config.parser import parse_config
 from {{ cookiecutter.project_slug }}.data.image_datasets import training_labels
 from {{ cookiecutter.project_slug }}.data.spec import DataSpec
@@ -24,6 +23,8 @@ from {{ cookiecutter.project_slug }}.insight.cam import (
 from {{ cookiecutter.project_slug }}.loggers.base import LOGGER_TYPES, RunLogger
 from {{ cookiecutter.project_slug }}.models import build_model, model_info
 from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint
+
+from conftest import QUICK, load_weights, read_metrics
 
 SIDE, BAR = 16, 6
 BARS = DataSpec(("horizontal", "vertical"), 1, SIDE, (0.0,), (1.0,), SIDE)

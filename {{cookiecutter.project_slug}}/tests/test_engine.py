@@ -3,7 +3,6 @@ import logging
 import torch
 from torch import nn
 
-from conftest import QUICK
 from {{ cookiecutter.project_slug }}.config.parser import parse_config
 from {{ cookiecutter.project_slug }}.data.spec import DataSpec
 from {{ cookiecutter.project_slug }}.loggers.base import LOGGER_TYPES, RunLogger
@@ -13,6 +12,8 @@ from {{ cookiecutter.project_slug }}.tasks import build_task
 from {{ cookiecutter.project_slug }}.training.fit import build_training
 from {{ cookiecutter.project_slug }}.training.loop import Progress, train_one_epoch
 from {{ cookiecutter.project_slug }}.training.validation import score
+
+from conftest import QUICK
 
 PLAIN_SGD = ["--optimizer", "sgd", "--momentum", "0", "--weight-decay", "0", "--lr", "0.1"]
 PLAIN_SGD += ["--scheduler", "constant", "--accum-steps", "2"]

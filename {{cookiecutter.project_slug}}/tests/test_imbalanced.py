@@ -8,7 +8,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import QUICK, load_weights, read_metrics
 from {{ cookiecutter.project_slug }}.config.parser import parse_config
 from {{ cookiecutter.project_slug }}.data.image_datasets import TensorImageDataset, training_labels
 from {{ cookiecutter.project_slug }}.data.loaders import loss_class_weights
@@ -17,6 +16,8 @@ from {{ cookiecutter.project_slug }}.datasets import build_datasets
 from {{ cookiecutter.project_slug }}.errors import UserError
 from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint
 from {{ cookiecutter.project_slug }}.train import main as train_main
+
+from conftest import QUICK, load_weights, read_metrics
 
 SKEWED = torch.tensor([0] * 2400 + [1] * 450 + [2] * 150)  # 80 / 15 / 5 %
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import INSIGHT, QUICK, load_weights, read_metrics
 from {{ cookiecutter.project_slug }}.config.parser import saved_config
 from {{ cookiecutter.project_slug }}.data.spec import DataSpec
 from {{ cookiecutter.project_slug }}.datasets import build_datasets
@@ -20,6 +19,8 @@ from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint, loa
 from {{ cookiecutter.project_slug }}.tasks import build_task
 from {{ cookiecutter.project_slug }}.train import main as train_main
 from {{ cookiecutter.project_slug }}.training.validation import score
+
+from conftest import INSIGHT, QUICK, load_weights, read_metrics
 
 TIMINGS = {"samples_per_second", "epoch_seconds"}
 

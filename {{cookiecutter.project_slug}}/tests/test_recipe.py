@@ -3,13 +3,14 @@
 import pytest
 import torch
 
-from conftest import QUICK, load_weights, read_metrics
 from {{ cookiecutter.project_slug }}.data.spec import DataSpec
 from {{ cookiecutter.project_slug }}.evaluate import main as evaluate_main
 from {{ cookiecutter.project_slug }}.models import build_model
 from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint
 from {{ cookiecutter.project_slug }}.train import main as train_main
 from {{ cookiecutter.project_slug }}.training.ema import ExponentialMovingAverage, warmed_up_decay
+
+from conftest import QUICK, load_weights, read_metrics
 
 # The smallest model compiles fastest (tens of seconds on a CPU; later runs hit the cache).
 COMPILED = ("--model", "mlp", "--compile")

@@ -13,10 +13,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import QUICK
 from {{ cookiecutter.project_slug }} import sweep
 from {{ cookiecutter.project_slug }}.config.parser import parse_config
 from {{ cookiecutter.project_slug }}.sweeps.study import open_study
+
+from conftest import QUICK
 
 PROJECT = Path(__file__).resolve().parents[1]
 SWEEP = [sys.executable, "-m", "{{ cookiecutter.project_slug }}.sweep"]

@@ -1,10 +1,11 @@
 import pytest
 import torch
 
-from conftest import QUICK, load_weights, read_metrics
 from {{ cookiecutter.project_slug }}.evaluate import main as evaluate_main
 from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint
 from {{ cookiecutter.project_slug }}.train import main as train_main
+
+from conftest import QUICK, load_weights, read_metrics
 
 TIMINGS = {"samples_per_second", "epoch_seconds"}
 
