@@ -4,7 +4,8 @@ tests/toy_task/ holds the task (token sequences of varying length whose batches 
 padded ids and a mask with a dict of targets, not an image tensor and labels), a dataset and a
 model, one file each, copied into a render as a team would add them. The engine trains it
 with AMP, gradient accumulation and 2-process DDP, and a run stopped inside an epoch continues
-with --resume auto to the same weights and metrics, bit for bit.
+with --resume auto to the same weights and metrics, bit for bit. TensorBoard plots its scalars
+and draws nothing of its inputs or scores, which are neither images nor a classifier's.
 """
 
 import shutil
@@ -12,12 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import read_metrics, run_command, train_command
 from options import SLUG
 
 TOY = Path(__file__).parent / "toy_task"
-ANSWERS = {"logger": "none", "mixed_precision": "yes", "multi_gpu": "ddp", "onnx_export": "yes"}
+ANSWERS = {"logger": "tensorboard", "mixed_precision": "yes", "multi_gpu": "ddp"}
+ANSWERS["onnx_export"] = "yes"
 TOY_RUN = ["--dataset", "toy_sequences", "--model", "toy_bag", "--batch-size", "16"]
 TOY_RUN += ["--epochs", "3", "--lr", "0.05", "--deterministic", "--no-progress"]
 TOY_RUN += ["--amp", "--accum-steps", "2"]
@@ -91,6 +94,11 @@ def test_evaluate_prints_the_tasks_report_and_export_refuses_in_one_line(
         "--checkpoint",
         str(run_dir / "best.pt"),
     ]
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()
+    assert "accuracy/val" in tags["scalars"] and "loss/train" in tags["scalars"]
+    assert tags["images"] == [] and tags["tensors"] == [] and not tags["graph"]
     result = run_command(evaluate, project)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("val: loss ")

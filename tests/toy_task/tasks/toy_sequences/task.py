@@ -75,8 +75,9 @@ class ToySequenceTask(Task):
     def format_report(self, report: dict) -> str:
         return f"{report['split']}: loss {report['val_loss']:.4f} accuracy {report['val_acc']:.4f}"
 
-    def example_input(self):
-        return padded([torch.tensor([2, 3, 1]), torch.tensor([4, 5])])
+    def example_input(self, batch_size: int = 1):
+        lengths = [3 - index % 2 for index in range(batch_size)]  # padded from two sequences on
+        return padded([torch.arange(2, 2 + length) for length in lengths])
 
 
 def build(config, spec, train_split, device) -> ToySequenceTask:
