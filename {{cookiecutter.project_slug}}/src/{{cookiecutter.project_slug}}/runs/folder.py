@@ -10,9 +10,8 @@
 - While a run trains, <folder>/.lock holds its pid and host (and Slurm job); a second process
   is refused. A lock left by a process that died on this host, or by an earlier run of the same
   requeued Slurm job, is taken over, with a log line.
-{%- if cookiecutter.sweeps == "yes" %}
-- A sweep's study folder (study.db) is never trained into, nor a run folder used as a study.
-{%- endif %}
+- A folder another command keeps is never trained into (OTHER_COMMANDS_FOLDERS: each kind, by
+  the files that mark it).
 """
 
 import json
@@ -26,10 +25,11 @@ from ..errors import UserError
 
 CHECKPOINTS = ("last.pt", "best.pt")
 LOCK_NAME = ".lock"
+OTHER_COMMANDS_FOLDERS: dict[str, tuple[str, ...]] = {}
 {%- if cookiecutter.sweeps == "yes" %}
 # What tells a run folder and a sweep's study folder apart: neither command writes into the other.
 RUN_FILES = (*CHECKPOINTS, "config.yaml", "train.log", "metrics.jsonl", LOCK_NAME)
-STUDY_FILES = ("study.db", "study.lock")
+OTHER_COMMANDS_FOLDERS["a sweep's study folder"] = ("study.db", "study.lock")
 {%- endif %}
 RESTART_COUNTS = ("TORCHELASTIC_RESTART_COUNT", "SLURM_RESTART_COUNT")
 
@@ -80,17 +80,15 @@ def continues_in_place(run_dir: Path, checkpoint: Path | None) -> bool:
 
 def present(folder: Path, names: tuple[str, ...]) -> list[str]:
     return [name for name in names if (folder / name).exists()]
-{%- if cookiecutter.sweeps == "yes" %}
 
 
-def refuse_a_study_folder(run_dir: Path) -> None:
-    held = present(run_dir, STUDY_FILES)
-    if held:
-        raise UserError(
-            f"{run_dir} is a sweep's study folder ({', '.join(held)}), not a run folder: pass "
-            "another --name"
-        )
-{%- endif %}
+def refuse_another_commands_folder(run_dir: Path) -> None:
+    for kind, markers in OTHER_COMMANDS_FOLDERS.items():
+        held = present(run_dir, markers)
+        if held:
+            raise UserError(
+                f"{run_dir} is {kind} ({', '.join(held)}), not a run folder: pass another --name"
+            )
 
 
 def refuse_if_it_holds_a_run(run_dir: Path, problem: str) -> None:
@@ -102,9 +100,7 @@ def refuse_if_it_holds_a_run(run_dir: Path, problem: str) -> None:
 @contextmanager
 def owned(run_dir: Path, log) -> Iterator[None]:
     """Hold the run folder's lock; on the way out, leave no empty folder this run created."""
-{%- if cookiecutter.sweeps == "yes" %}
-    refuse_a_study_folder(run_dir)
-{%- endif %}
+    refuse_another_commands_folder(run_dir)
     created = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
     lock = run_dir / LOCK_NAME
     try:
