@@ -95,6 +95,7 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/tasks/base.py",
         f"{package}/tasks/image_classification/__init__.py",
         f"{package}/tasks/image_classification/task.py",
+        f"{package}/tasks/image_classification/prediction.py",
         f"{package}/runs/__init__.py",
         f"{package}/runs/checkpoint.py",
         f"{package}/runs/folder.py",
