@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import PREDICT_CLASSES, predicted
 from {{ cookiecutter.project_slug }} import predict
 from {{ cookiecutter.project_slug }}.config.parser import saved_config
 from {{ cookiecutter.project_slug }}.data.loaders import all_images
@@ -17,7 +16,9 @@ from {{ cookiecutter.project_slug }}.datasets import build_datasets
 from {{ cookiecutter.project_slug }}.models import build_model
 from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint, load_model_weights
 from {{ cookiecutter.project_slug }}.tasks import build_task
-from {{ cookiecutter.project_slug }}.training.validation import evaluate
+from {{ cookiecutter.project_slug }}.training.validation import score
+
+from conftest import PREDICT_CLASSES, predicted
 
 # Most tests share one trained run (conftest.predict_run), and predict is the same code in every
 # combination: the all-options project runs them, the others skip them with the slow tests.
@@ -58,7 +59,7 @@ def evaluated(checkpoint: Path, folder: Path, for_inference: bool = True) -> dic
     loader = torch.utils.data.DataLoader(dataset, batch_size=2)
     cpu = torch.device("cpu")
     task = build_task("image_classification", config, spec, None, cpu)
-    results = evaluate(model, loader, task, cpu, keep_predictions=True)
+    results = score(model, loader, task, cpu, keep_predictions=True)
     paths = [str(path) for part in dataset.datasets for path, _ in part.samples]
     return dict(zip(paths, results["probabilities"].tolist(), strict=True))
 

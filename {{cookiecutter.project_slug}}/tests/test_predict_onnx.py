@@ -5,8 +5,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import predicted
 from {{ cookiecutter.project_slug }} import export, predict
+
+from conftest import predicted
 
 # Like test_predict.py: one shared trained run, so the all-options project runs these.
 pytestmark = pytest.mark.slow

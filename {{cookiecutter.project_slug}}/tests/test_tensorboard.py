@@ -10,13 +10,14 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from conftest import QUICK
 from {{ cookiecutter.project_slug }}.config.parser import parse_config
 from {{ cookiecutter.project_slug }}.data.spec import DataSpec
 from {{ cookiecutter.project_slug }}.loggers.tensorboard_logger import (
     PR_CURVE_CLASSES,
     TensorBoardLogger,
 )
+
+from conftest import QUICK
 
 
 def validation_events(folder: Path, targets: list[int], classes: int) -> EventAccumulator:
