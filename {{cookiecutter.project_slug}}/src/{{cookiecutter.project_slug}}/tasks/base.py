@@ -1,6 +1,7 @@
 """The seam between the engine and a task: every call the engine makes about batches, losses
-and metrics. A batch is (inputs, targets), each a tensor or any dict, list or tuple of them
-(the engine moves them to the device); what they hold is the task's business."""
+and metrics, and what evaluate, predict and export ask of a task. A batch is (inputs, targets),
+each a tensor or any dict, list or tuple of them (the engine moves them to the device); what
+they hold is the task's business."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,9 @@ class Task:
     train_metrics: tuple[str, ...] = ()
     # Per-class (or other non-scalar) validation scores that metrics.jsonl records.
     recorded_extras: tuple[str, ...] = ()
+    # predict's CSV columns after "path", and how its messages name one input file and several.
+    prediction_columns: tuple[str, ...] = ()
+    input_names: tuple[str, str] = ("an input", "inputs")
 
     def collate_fn(self):
         """Makes a training batch from the seeded samples (sample, target, seed)."""
@@ -93,10 +97,6 @@ class Task:
         """The report as the evaluate command prints it (`report` also holds "split", "images"
         and "weights")."""
         raise NotImplementedError
-
-    # predict: its CSV columns after "path", and how its messages name an input and inputs.
-    prediction_columns: tuple[str, ...] = ()
-    input_names: tuple[str, str] = ("an input", "inputs")
 
     def predict_inputs(self, sources: list[Path]) -> PredictInputs:
         """The files to predict among the command line's files, folders and list files; a
