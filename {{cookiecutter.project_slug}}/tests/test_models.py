@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from {{ cookiecutter.project_slug }}.config.parser import INIT_SCHEMES
+from {{ cookiecutter.project_slug }}.config.schema import INIT_SCHEMES
 from {{ cookiecutter.project_slug }}.data.spec import DataSpec
 from {{ cookiecutter.project_slug }}.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from {{ cookiecutter.project_slug }}.models import build_model, model_names

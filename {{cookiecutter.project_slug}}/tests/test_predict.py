@@ -218,12 +218,11 @@ def folder_with_last_only(root: Path) -> Path:
     return root / "run"
 
 
-def study_folder(root: Path) -> Path:
-    """What sweep leaves: its trials hold the checkpoints, the folder itself none."""
-    (root / "sweep" / "trial-0000").mkdir(parents=True)
-    for name in ("study.db", "best.yaml"):
-        (root / "sweep" / name).write_bytes(b"")
-    return root / "sweep"
+def folder_of_runs(root: Path) -> Path:
+    """A folder of run folders (an --output-dir): its runs hold the checkpoints, it none."""
+    (root / "runs" / "first").mkdir(parents=True)
+    (root / "runs" / "first" / "config.yaml").write_text("epochs: 1\n")
+    return root / "runs"
 
 
 def empty_folder(root: Path) -> Path:
@@ -277,8 +276,8 @@ MISTAKES = {
         [IMAGES, "--checkpoint", CHECKPOINT, "--output", IMAGES],
         "is a folder",
     ),
-    "sweep's study folder as checkpoint": (
-        [IMAGES, "--checkpoint", study_folder],
+    "folder of run folders as checkpoint": (
+        [IMAGES, "--checkpoint", folder_of_runs],
         "holds no best.pt or last.pt, so is not a run folder",
     ),
 }
