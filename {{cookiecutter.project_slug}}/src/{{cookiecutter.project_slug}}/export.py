@@ -174,7 +174,7 @@ class OnnxExport(RunLogger):
     """--export-onnx: the run's best.pt as <run folder>/model.onnx once training ends."""
 
     def __init__(self, run_dir: Path, config: Config, spec: DataSpec, resumed: dict | None) -> None:
-        self.output = run_dir / "model.onnx" if config.features["export_onnx"] else None
+        self.output = run_dir / "model.onnx" if config.extras["export_onnx"] else None
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:
         if self.output is not None:

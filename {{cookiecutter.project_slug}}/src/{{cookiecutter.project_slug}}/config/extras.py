@@ -1,8 +1,9 @@
-"""The optional features this project was generated with: the only module that names them.
+"""The optional parts this project was generated with (its extras): the only module that
+names them.
 
-Each entry gives the module implementing a feature, the flags it adds and the checks on them.
+Each entry gives the module implementing a part, the flags it adds and the checks on them.
 Training imports the modules (load_implementations), and each registers itself with the part
-of the run it extends. The post-generation hook deleted the modules of features not chosen.
+of the run it extends. The post-generation hook deleted the modules of parts not chosen.
 """
 
 import argparse
@@ -14,15 +15,15 @@ from . import flags
 
 
 def no_flags(parser: argparse.ArgumentParser) -> None:
-    """A feature without flags of its own."""
+    """An optional part without flags of its own."""
 
 
 def no_checks(config: argparse.Namespace, parser: flags.ConfigParser) -> None:
-    """A feature whose flags need no check beyond their types."""
+    """An optional part whose flags need no check beyond their types."""
 
 
 @dataclass(frozen=True)
-class Feature:
+class Extra:
     """An optional part's flags, their checks, and the module that registers its logger or
     launcher when imported (None: the part is plain code switched by its flags)."""
 
@@ -32,14 +33,14 @@ class Feature:
 
 
 PACKAGE = __package__.rpartition(".")[0]
-FEATURES: list[Feature] = []
+EXTRAS: list[Extra] = []
 
 
 def load_implementations() -> None:
-    """Import every chosen feature's module (this needs torch), registering its hooks."""
-    for feature in FEATURES:
-        if feature.module is not None:
-            importlib.import_module(f"{PACKAGE}.{feature.module}")
+    """Import every chosen part's module (this needs torch), registering its hooks."""
+    for extra in EXTRAS:
+        if extra.module is not None:
+            importlib.import_module(f"{PACKAGE}.{extra.module}")
 {%- if cookiecutter.insight == "yes" %}
 
 
@@ -80,7 +81,7 @@ def check_insight_flags(config: argparse.Namespace, parser: flags.ConfigParser) 
 
 
 # Its module keeps each Grad-CAM grid in the run folder (cam/), whatever the logger.
-FEATURES.append(Feature("loggers.cam_files", add_insight_flags, check_insight_flags))
+EXTRAS.append(Extra("loggers.cam_files", add_insight_flags, check_insight_flags))
 {%- endif %}
 {%- if cookiecutter.mixed_precision == "yes" %}
 
@@ -102,12 +103,12 @@ def check_amp_flags(config: argparse.Namespace, parser: flags.ConfigParser) -> N
         config.amp_dtype = "bfloat16"
 
 
-FEATURES.append(Feature(None, add_amp_flags, check_amp_flags))
+EXTRAS.append(Extra(None, add_amp_flags, check_amp_flags))
 {%- endif %}
 {%- if cookiecutter.multi_gpu in ["ddp", "both"] %}
 
 
-FEATURES.append(Feature("runs.distributed"))
+EXTRAS.append(Extra("runs.distributed"))
 {%- endif %}
 {%- if cookiecutter.multi_gpu in ["dp", "both"] %}
 
@@ -126,7 +127,7 @@ def check_data_parallel_flags(config: argparse.Namespace, parser: flags.ConfigPa
         parser.error("--dp cannot be combined with a torchrun (DDP) launch: drop --dp")
 
 
-FEATURES.append(Feature("runs.data_parallel", add_data_parallel_flags, check_data_parallel_flags))
+EXTRAS.append(Extra("runs.data_parallel", add_data_parallel_flags, check_data_parallel_flags))
 {%- endif %}
 {%- if cookiecutter.logger in ["tensorboard", "both"] %}
 
@@ -141,7 +142,7 @@ def add_tensorboard_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-FEATURES.append(Feature("loggers.tensorboard_logger", add_tensorboard_flags))
+EXTRAS.append(Extra("loggers.tensorboard_logger", add_tensorboard_flags))
 {%- endif %}
 {%- if cookiecutter.logger in ["wandb", "both"] %}
 
@@ -154,7 +155,7 @@ def add_wandb_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--wandb-entity", help="wandb entity (default: $WANDB_ENTITY)")
 
 
-FEATURES.append(Feature("loggers.wandb_logger", add_wandb_flags))
+EXTRAS.append(Extra("loggers.wandb_logger", add_wandb_flags))
 {%- endif %}
 {%- if cookiecutter.onnx_export == "yes" %}
 
@@ -166,5 +167,5 @@ def add_export_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-FEATURES.append(Feature("export", add_export_flags))
+EXTRAS.append(Extra("export", add_export_flags))
 {%- endif %}

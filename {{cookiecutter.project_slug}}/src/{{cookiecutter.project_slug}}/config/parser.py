@@ -14,7 +14,7 @@ import yaml
 from ..datasets import dataset_info
 from ..models import model_info
 from ..tasks import OPTIONAL_PARTS, declaration
-from .extras import FEATURES
+from .extras import EXTRAS
 from .flags import ConfigParser, DefaultsHelpFormatter, run_name
 from .schema import GROUPS, Config
 
@@ -33,8 +33,8 @@ def build_parser() -> ConfigParser:
         arguments = parser.add_argument_group(title)
         for field in dataclasses.fields(group):
             arguments.add_argument(*flag_names(field), default=field.default, **flag_options(field))
-    for feature in FEATURES:
-        feature.add_flags(parser)
+    for extra in EXTRAS:
+        extra.add_flags(parser)
     return parser
 
 
@@ -161,8 +161,8 @@ def check_combinations(parser: ConfigParser, config: argparse.Namespace) -> None
             "--balanced-sampling already gives every class the same weight; --class-weights "
             "auto on top would favour rare classes in proportion to their rarity: pick one"
         )
-    for feature in FEATURES:
-        feature.check(config, parser)
+    for extra in EXTRAS:
+        extra.check(config, parser)
     check_dataset_and_model(parser, config)
 
 

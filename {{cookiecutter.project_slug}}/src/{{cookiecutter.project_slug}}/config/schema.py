@@ -220,7 +220,7 @@ class Config:
     model: ModelConfig
     optim: OptimConfig
     run: RunConfig
-    features: Mapping[str, object]  # the chosen optional parts' flags (extras.py), by name
+    extras: Mapping[str, object]  # the chosen optional parts' flags (extras.py), by name
 
     @classmethod
     def from_flags(cls, values: Mapping[str, object]) -> "Config":
@@ -230,15 +230,15 @@ class Config:
             for name, group in GROUPS.items()
         }
         grouped = {field.name for group in GROUPS.values() for field in dataclasses.fields(group)}
-        features = {key: value for key, value in values.items() if key not in grouped}
-        return cls(**groups, features=MappingProxyType(features))
+        extras = {key: value for key, value in values.items() if key not in grouped}
+        return cls(**groups, extras=MappingProxyType(extras))
 
     def to_dict(self) -> dict:
         """Every flag's value by name, as plain data (config.yaml, weights_only checkpoints)."""
         values = {}
         for name in GROUPS:
             values.update(dataclasses.asdict(getattr(self, name)))
-        values.update(self.features)
+        values.update(self.extras)
         return {
             key: str(value) if isinstance(value, Path) else value for key, value in values.items()
         }

@@ -89,7 +89,7 @@ def record_insights(
     log: logging.Logger,
 ) -> None:
     """Embeddings and mistakes of best.pt on the validation split, in run_dir and the loggers."""
-    embedding_count, mistake_count = config.features["embeddings"], config.features["mistakes"]
+    embedding_count, mistake_count = config.extras["embeddings"], config.extras["mistakes"]
     best = run_dir / "best.pt"
     if not (embedding_count or mistake_count):
         return

@@ -103,7 +103,7 @@ class TensorBoardLogger(RunLogger):
         for key, tag in EPOCH_SCALARS.items():
             if key in record:
                 self.writer.add_scalar(tag, record[key], step)
-        every = self.config.features["histogram_every"]
+        every = self.config.extras["histogram_every"]
         if every and record["epoch"] % every == 0:
             for name, parameter in model.named_parameters():
                 self.writer.add_histogram(f"weights/{name}", parameter, step)

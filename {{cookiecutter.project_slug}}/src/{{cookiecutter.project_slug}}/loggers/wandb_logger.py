@@ -75,7 +75,7 @@ def project_name(config: Config) -> str:
     """--wandb-project, else $WANDB_PROJECT, else this package's name (wandb's own default, made
     from the working folder's path, fails beyond 128 characters)."""
     return (
-        config.features["wandb_project"]
+        config.extras["wandb_project"]
         or os.environ.get("WANDB_PROJECT")
         or __package__.partition(".")[0]
     )
@@ -88,7 +88,7 @@ class WandbLogger(RunLogger):
         try:
             self.run = wandb.init(
                 project=project_name(config),
-                entity=config.features["wandb_entity"],
+                entity=config.extras["wandb_entity"],
                 name=config.run.name,
                 id=saved.get("wandb_run_id"),
                 resume="allow",

@@ -32,7 +32,7 @@ class DataParallelRuntime(Runtime):
 
 @register_launcher
 def launch_data_parallel(config: Config, train: TrainFunction) -> bool:
-    if not config.features["dp"]:
+    if not config.extras["dp"]:
         return False
     train(config, DataParallelRuntime(resolve_device(config.run.device, 0)))
     return True

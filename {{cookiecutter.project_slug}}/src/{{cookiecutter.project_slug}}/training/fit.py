@@ -132,7 +132,7 @@ def build_training(config: Config, runtime: Runtime, log, recorded: dict | None 
         scheduler=build_scheduler(optimizer, config.optim, len(train_loader), config.run.epochs),
         accum_steps=config.optim.accum_steps,
         clip_grad_norm=config.optim.clip_grad_norm,
-        precision=build_precision(config.features, runtime.device, log),
+        precision=build_precision(config.extras, runtime.device, log),
         ema=ema,
     )
     run = config.run
@@ -188,7 +188,7 @@ def fit(
     if progress.global_step == 0:
         loggers.log_start(training.model, functools.cache(lambda: sample_batch(training)))
 {%- if cookiecutter.insight == "yes" %}
-    cam_every, cam = config.features["cam_every"], None
+    cam_every, cam = config.extras["cam_every"], None
     if cam_every and runtime.is_main:  # the other ranks never compute it, nor wait for it
         cam = GradCam(
             config.model.model,

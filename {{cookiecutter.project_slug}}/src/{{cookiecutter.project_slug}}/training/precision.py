@@ -44,11 +44,11 @@ class Precision:
 {%- if cookiecutter.mixed_precision == "yes" %}
 
 
-def build_precision(feature_flags, device: torch.device, log: logging.Logger) -> Precision:
+def build_precision(extra_flags, device: torch.device, log: logging.Logger) -> Precision:
     """--amp's autocast dtype, checked against the device; float32 without --amp."""
-    if not feature_flags["amp"]:
+    if not extra_flags["amp"]:
         return Precision(None, device)
-    dtype_name = feature_flags["amp_dtype"]
+    dtype_name = extra_flags["amp_dtype"]
     if device.type == "cpu" and dtype_name == "float16":
         warnings.warn(
             "float16 autocast on CPU is emulated and slow; use --amp-dtype bfloat16 on CPU",
@@ -62,7 +62,7 @@ def build_precision(feature_flags, device: torch.device, log: logging.Logger) ->
 {%- else %}
 
 
-def build_precision(feature_flags, device: torch.device, log: logging.Logger) -> Precision:
+def build_precision(extra_flags, device: torch.device, log: logging.Logger) -> Precision:
     """float32 throughout: this project was generated without mixed precision."""
     return Precision(None, device)
 {%- endif %}
