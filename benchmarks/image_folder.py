@@ -4,7 +4,7 @@ Renders the default project, builds folders of real photo crops with tests/photo
 jpg, png, webp, bmp, tif, gif; modes RGB, L, RGBA, 16-bit, palette) and measures the generated
 code on them, printing one report with four sections:
 
-1. the up-front image check (`image_folder.find_unreadable`): images/s with its cache cold and
+1. the up-front image check (`data/image_check.find_unreadable`): images/s with its cache cold and
    warm, on all cores and on one thread;
 2. the generated train loader against a bare torchvision ImageFolder + DataLoader with the same
    transform object, in interleaved rounds, plus what each part of a sample costs;

@@ -80,7 +80,7 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/data/transforms.py",
         f"{package}/data/image_datasets.py",
         f"{package}/data/image_files.py",
-        f"{package}/data/image_folder.py",
+        f"{package}/data/class_folders.py",
         f"{package}/data/image_check.py",
         f"{package}/datasets/__init__.py",
         f"{package}/datasets/digits.py",

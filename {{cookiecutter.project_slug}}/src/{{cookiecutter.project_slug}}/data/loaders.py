@@ -19,7 +19,7 @@ from ..errors import UserError
 from .image_check import available_cores
 from .image_datasets import training_labels
 from .sampling import ClassBalancedSampler, SeededAugmentation, SeededShuffle, ShardSampler
-from .spec import DataSpec
+from .spec import DataSpec, per_class
 
 log = logging.getLogger("train.data")
 
@@ -111,27 +111,6 @@ def default_num_workers(decodes_files: bool, local_world_size: int) -> int:
     if not decodes_files:
         return 0
     return max(1, min(8, available_cores() // max(1, local_world_size)))
-
-
-def loss_class_weights(choice: str, dataset: Dataset, class_names) -> torch.Tensor | None:
-    """--class-weights: None, or N / (C * count) per class, which averages 1 over the samples."""
-    if choice == "none":
-        return None
-    counts = torch.bincount(training_labels(dataset), minlength=len(class_names))
-    for name, count in zip(class_names, counts.tolist(), strict=True):
-        if count == 0:
-            raise UserError(
-                f"class {name} has no training samples, so --class-weights auto cannot weigh "
-                "it: add training images of it, or train with --class-weights none"
-            )
-    weights = counts.sum() / (len(class_names) * counts.double())
-    shown = [f"{weight:.3g}" for weight in weights.tolist()]
-    log.info("class weights (inverse frequency): %s", per_class(class_names, shown))
-    return weights.float()
-
-
-def per_class(class_names, values: list) -> str:
-    return ", ".join(f"{name}: {value}" for name, value in zip(class_names, values, strict=True))
 
 
 def all_images(splits: dict[str, Dataset]) -> Dataset:

@@ -46,3 +46,7 @@ def class_differences(expected: list[str], found: list[str]) -> str:
     differences = [f"missing {', '.join(missing)}"] if missing else []
     differences += [f"extra {', '.join(extra)}"] if extra else []
     return "; ".join(differences) or "the same names in another order"
+
+
+def per_class(class_names, values: list) -> str:
+    return ", ".join(f"{name}: {value}" for name, value in zip(class_names, values, strict=True))

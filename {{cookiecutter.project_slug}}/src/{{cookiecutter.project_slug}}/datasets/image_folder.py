@@ -1,17 +1,17 @@
 """Photos in class folders under --data-dir: root/train/<class>/* with val/ (or valid/,
 validation/, dev/, eval/) and/or test/, or root/<class>/* with validation carved per class by
---val-fraction and --seed and recorded in the run (data/image_folder.py reads the layouts)."""
+--val-fraction and --seed and recorded in the run (data/class_folders.py reads the layouts)."""
 
 from pathlib import Path
 
-from ..data.image_datasets import ImageFileDataset
-from ..data.image_folder import (
+from ..data.class_folders import (
     carves_validation,
     folder_class_names,
     has_split_folders,
     read_image_folder,
     split_manifest,
 )
+from ..data.image_datasets import ImageFileDataset
 from ..data.spec import DataSpec
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, decode_min_side, photo_transforms
 from . import DatasetInfo, image_size_of, register

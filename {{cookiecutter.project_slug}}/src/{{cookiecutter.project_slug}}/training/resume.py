@@ -23,7 +23,7 @@ from ..runs.runtime import Runtime
 from .ema import ExponentialMovingAverage
 from .loop import Training
 
-log = logging.getLogger("train.data")
+log = logging.getLogger("train.resume")
 
 
 def save_run_state(

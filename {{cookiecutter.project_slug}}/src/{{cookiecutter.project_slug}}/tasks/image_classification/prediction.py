@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
+from ...data.class_folders import files_under
 from ...data.image_datasets import ImageFileDataset
 from ...data.image_files import IMAGE_EXTENSIONS, is_image_file, load_rgb
-from ...data.image_folder import files_under
 from ...data.spec import DataSpec
 from ...data.transforms import decode_min_side, image_file_transform
 from ...errors import UserError, first_line

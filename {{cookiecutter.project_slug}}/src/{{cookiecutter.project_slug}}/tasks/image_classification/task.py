@@ -1,20 +1,24 @@
 """Image classification through the engine's seam (tasks/base.py)."""
 
+import logging
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import default_collate
+from torch.utils.data import Dataset, default_collate
 from torchmetrics import CatMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 from torchvision.transforms import v2
 
-from ...data.loaders import loss_class_weights
+from ...data.image_datasets import training_labels
 from ...data.sampling import derived_seed, seeded_cpu_rng
-from ...data.spec import DataSpec
+from ...data.spec import DataSpec, per_class
+from ...errors import UserError
 from ..base import OnnxSignature, PredictInputs, Task, Validation
 from . import DECLARATION
 from .prediction import image_inputs, prediction_row, top_classes
+
+log = logging.getLogger("train.task")
 
 # MixUp and CutMix draw from a seed of their own, derived from the batch's sample seeds.
 MIX_SALT = 0x4D49
@@ -165,6 +169,23 @@ class ImageClassification(Task):
         probabilities = outputs.float().softmax(dim=1).cpu()
         names = self.spec.class_names
         return [prediction_row(top_classes(row, names, top_k)) for row in probabilities]
+
+
+def loss_class_weights(choice: str, dataset: Dataset, class_names) -> torch.Tensor | None:
+    """--class-weights: None, or N / (C * count) per class, which averages 1 over the samples."""
+    if choice == "none":
+        return None
+    counts = torch.bincount(training_labels(dataset), minlength=len(class_names))
+    for name, count in zip(class_names, counts.tolist(), strict=True):
+        if count == 0:
+            raise UserError(
+                f"class {name} has no training samples, so --class-weights auto cannot weigh "
+                "it: add training images of it, or train with --class-weights none"
+            )
+    weights = counts.sum() / (len(class_names) * counts.double())
+    shown = [f"{weight:.3g}" for weight in weights.tolist()]
+    log.info("class weights (inverse frequency): %s", per_class(class_names, shown))
+    return weights.float()
 
 
 def build(config, spec: DataSpec, train_split, device) -> ImageClassification:
