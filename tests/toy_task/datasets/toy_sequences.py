@@ -30,7 +30,7 @@ class ToySequences(Dataset):
 
 
 def build(config, augment: bool, recorded_split: dict | None):
-    spec = DataSpec(CLASSES, 1, 0, (0.0,), (1.0,), 0)
+    spec = DataSpec(CLASSES)  # token sequences: no image shape or normalisation
     return {"train": ToySequences(256, seed=1), "val": ToySequences(64, seed=2)}, spec
 
 

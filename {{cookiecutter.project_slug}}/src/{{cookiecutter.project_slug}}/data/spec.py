@@ -1,42 +1,41 @@
 """What the model, the checkpoint and an exported file know about the data."""
 
+import dataclasses
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """What the model, the checkpoint and an exported file need to know about the data."""
+    """What the model, the checkpoint and an exported file need to know about the data: its
+    classes and, for image inputs, their channels, size and normalisation (None otherwise)."""
 
     class_names: tuple[str, ...]
-    in_channels: int
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    resize_size: int  # evaluation resizes the shorter side to this, then centre-crops
+    in_channels: int | None = None
+    image_size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    resize_size: int | None = None  # evaluation resizes the shorter side to this, then crops
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
     def to_dict(self) -> dict:
+        """Plain data (lists for tuples), as checkpoints and model.onnx keep it."""
         return {
-            "class_names": list(self.class_names),
-            "in_channels": self.in_channels,
-            "image_size": self.image_size,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "resize_size": self.resize_size,
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
         }
 
     @classmethod
     def from_dict(cls, values: dict) -> "DataSpec":
+        known = {field.name for field in dataclasses.fields(cls)}
         return cls(
-            tuple(values["class_names"]),
-            values["in_channels"],
-            values["image_size"],
-            tuple(values["mean"]),
-            tuple(values["std"]),
-            values["resize_size"],
+            **{
+                key: tuple(value) if isinstance(value, list) else value
+                for key, value in values.items()
+                if key in known
+            }
         )
 
 

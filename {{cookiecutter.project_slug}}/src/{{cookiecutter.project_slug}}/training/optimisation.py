@@ -36,7 +36,7 @@ class WarmupSchedule:
     """LR multiplier for optimizer update `step` (0-based): linear warmup, then the decay.
 
     Built from the config; checkpoints keep only the scheduler's position (see
-    checkpoint.scheduler_position), so a resumed run follows the schedule its flags describe.
+    resume.scheduler_position), so a resumed run follows the schedule its flags describe.
     """
 
     warmup_steps: int
