@@ -36,6 +36,7 @@ def unselected_paths(answers: dict) -> list[str]:
         paths.append("tests/test_data_parallel.py")
     if answers["onnx_export"] != "yes":
         paths += [f"{package}/export.py", f"{package}/runs/onnx_model.py"]
+        paths.append(f"{package}/loggers/onnx_export.py")
         paths += ["tests/test_export.py", "tests/test_predict_onnx.py"]
     if answers["sweeps"] != "yes":
         paths += [f"{package}/sweep.py", f"{package}/sweeps"]

@@ -146,6 +146,7 @@ def expected_files(answers: dict) -> set[str]:
         files |= {f"{package}/runs/data_parallel.py", "tests/test_data_parallel.py"}
     if answers["onnx_export"] == "yes":
         files |= {f"{package}/export.py", f"{package}/runs/onnx_model.py"}
+        files.add(f"{package}/loggers/onnx_export.py")
         files |= {"tests/test_export.py", "tests/test_predict_onnx.py"}
     if answers["ci"] == "github":
         files.add(".github/workflows/ci.yml")

@@ -12,6 +12,7 @@ from {{ cookiecutter.project_slug }}.data.spec import DataSpec
 from {{ cookiecutter.project_slug }}.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from {{ cookiecutter.project_slug }}.errors import UserError
 from {{ cookiecutter.project_slug }}.models import build_model, model_names
+from {{ cookiecutter.project_slug }}.runs import onnx_model
 from {{ cookiecutter.project_slug }}.tasks import build_task
 
 SPEC = DataSpec(tuple("abcd"), 3, 16, IMAGENET_MEAN, IMAGENET_STD, resize_size=16)
@@ -24,19 +25,19 @@ def test_every_model_exports_with_onnxruntime_parity(name, tmp_path):
     torch.manual_seed(0)
     model = build_model(name, SPEC).eval()
     path = tmp_path / f"{name}.onnx"
-    export.export_onnx(model, TASK, SPEC, path)
-    differences = export.largest_difference(model, TASK, path)
+    onnx_model.export_onnx(model, TASK, SPEC, path)
+    differences = onnx_model.largest_difference(model, TASK, path)
     assert set(differences) == {1, 7}
-    assert max(differences.values()) <= export.TOLERANCE
+    assert max(differences.values()) <= onnx_model.TOLERANCE
 
 
 @pytest.mark.slow
 def test_export_refuses_a_model_beyond_tolerance(tmp_path, monkeypatch):
     # Outputs often match bit for bit; a negative tolerance makes any result a failure.
-    monkeypatch.setattr(export, "TOLERANCE", -1.0)
+    monkeypatch.setattr(onnx_model, "TOLERANCE", -1.0)
     model = build_model("simple_cnn", SPEC)
     with pytest.raises(UserError, match=r"differs from PyTorch by more than -1 \(batch 1: "):
-        export.export_and_verify(model, TASK, SPEC, tmp_path / "model.onnx", report=print)
+        onnx_model.export_and_verify(model, TASK, SPEC, tmp_path / "model.onnx", report=print)
 
 
 def test_an_output_without_onnx_is_refused_before_anything_is_written(tmp_path, capsys):
@@ -54,7 +55,7 @@ def test_export_command_writes_a_verified_model(train, tmp_path, capsys):
     output = tmp_path / "model.onnx"
     exit_code = export.main(["--checkpoint", str(run_dir / "best.pt"), "--output", str(output)])
     assert exit_code == 0
-    assert f"<= {export.TOLERANCE:g}" in capsys.readouterr().out
+    assert f"<= {onnx_model.TOLERANCE:g}" in capsys.readouterr().out
     session = onnxruntime.InferenceSession(output, providers=["CPUExecutionProvider"])
     for batch in (1, 7):
         (logits,) = session.run(None, {"images": np.zeros((batch, 3, 8, 8), np.float32)})
@@ -99,5 +100,5 @@ def test_compiled_ema_run_exports_the_ema_weights(train, tmp_path):
         model.load_state_dict(state)
         with torch.no_grad():
             outputs[weights] = model(images).numpy()
-    assert np.abs(logits - outputs["ema"]).max() <= export.TOLERANCE
-    assert np.abs(logits - outputs["model"]).max() > export.TOLERANCE
+    assert np.abs(logits - outputs["ema"]).max() <= onnx_model.TOLERANCE
+    assert np.abs(logits - outputs["model"]).max() > onnx_model.TOLERANCE

@@ -5,7 +5,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from {{ cookiecutter.project_slug }} import export, predict
+from {{ cookiecutter.project_slug }} import predict
+from {{ cookiecutter.project_slug }}.runs import onnx_model
 
 from conftest import predicted
 
@@ -18,7 +19,7 @@ def onnx_file(predict_run, tmp_path_factory) -> Path:
     """The tiny run's best.pt exported to model.onnx."""
     run_dir, _ = predict_run
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    export.export_checkpoint(run_dir / "best.pt", path, report=lambda line: None)
+    onnx_model.export_checkpoint(run_dir / "best.pt", path, report=lambda line: None)
     return path
 
 

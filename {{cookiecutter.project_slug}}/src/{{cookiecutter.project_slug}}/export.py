@@ -1,124 +1,12 @@
-"""ONNX export with the axes the task lets vary (the batch's), checked by onnx and compared in
-onnxruntime on the task's example inputs.
-
-The file is self-contained: weights inside, and metadata_props carrying what a service needs
-to use it (task, class names, input size, resize size, mean and std, as JSON values).
-"""
+"""`python -m {{ cookiecutter.project_slug }}.export`: a checkpoint as a verified model.onnx
+(runs/onnx_model.py writes and checks it)."""
 
 import argparse
-import json
-import logging
-import os
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import onnx
-import onnxruntime
-import torch
-from torch import nn
-
 from .config.flags import ConfigParser
-from .config.parser import saved_config
-from .config.schema import Config
-from .data.spec import DataSpec
-from .datasets import dataset_info
-from .errors import UserError, prepare_output_file, run_reporting_user_errors
-from .loggers.base import RunLogger, register_logger
-from .models import build_model
-from .runs.checkpoint import load_checkpoint, load_model_weights
-from .runs.onnx_model import flat_tensors, input_feed
-from .tasks import build_task, declaration
-from .tasks.base import Task
-
-# Largest absolute difference allowed between PyTorch and onnxruntime float32 outputs.
-TOLERANCE = 1e-4
-CHECK_BATCH_SIZES = (1, 7)
-EXAMPLE_BATCH_SIZE = 2  # the exporter would take an axis of size 1 for a constant
-
-
-def export_onnx(model: nn.Module, task: Task, spec: DataSpec, path: Path) -> None:
-    """The task says the model's inputs and outputs, their names and the axes that vary."""
-    model.eval()
-    signature = task.onnx_signature()
-    # The exporter logs its progress at INFO; keep the console to our own lines.
-    logging.getLogger("torch.onnx").setLevel(logging.WARNING)
-    torch.onnx.export(
-        model,
-        (task.example_input(EXAMPLE_BATCH_SIZE),),
-        path,
-        input_names=list(signature.inputs),
-        output_names=list(signature.outputs),
-        dynamic_shapes=signature.dynamic_shapes,
-        dynamo=True,
-        external_data=False,
-        verbose=False,
-    )
-    add_metadata(path, task, spec)
-
-
-def add_metadata(path: Path, task: Task, spec: DataSpec) -> None:
-    model = onnx.load(path)
-    for key, value in recorded_metadata(task, spec).items():
-        model.metadata_props.add(key=key, value=json.dumps(value))
-    onnx.save(model, path)
-
-
-def recorded_metadata(task: Task, spec: DataSpec) -> dict:
-    return {
-        "task": task.declaration.name,
-        "class_names": list(spec.class_names),
-        "input_size": [spec.in_channels, spec.image_size, spec.image_size],
-        "resize_size": spec.resize_size,
-        "mean": list(spec.mean),
-        "std": list(spec.std),
-    }
-
-
-def largest_difference(model: nn.Module, task: Task, path: Path) -> dict[int, float]:
-    """Run PyTorch and onnxruntime on the same random batches; the max |difference| per size."""
-    onnx.checker.check_model(onnx.load(path), full_check=True)
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    signature = task.onnx_signature()
-    differences = {}
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        for batch_size in CHECK_BATCH_SIZES:
-            inputs = task.example_input(batch_size)
-            expected = flat_tensors(model(inputs))
-            actual = session.run(list(signature.outputs), input_feed(signature.inputs, inputs))
-            differences[batch_size] = max(
-                float(np.abs(exported - traced.numpy()).max())
-                for exported, traced in zip(actual, expected, strict=True)
-            )
-    return differences
-
-
-def export_and_verify(
-    model: nn.Module,
-    task: Task,
-    spec: DataSpec,
-    path: Path,
-    report: Callable[[str], None] = print,
-) -> None:
-    """Write `path` only once the export is verified: a failed export leaves the old file."""
-    model = model.cpu().float().eval()
-    partial = path.with_name(f"{path.name}.partial")
-    try:
-        export_onnx(model, task, spec, partial)
-        differences = largest_difference(model, task, partial)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    figures = ", ".join(f"batch {size}: {diff:.2e}" for size, diff in differences.items())
-    if max(differences.values()) > TOLERANCE:
-        partial.unlink()
-        raise UserError(
-            f"ONNX output of {path} differs from PyTorch by more than {TOLERANCE:g} ({figures}): "
-            "the export is not faithful, check for unsupported operators"
-        )
-    os.replace(partial, path)
-    report(f"exported {path}; onnxruntime max |diff| vs PyTorch ({figures}) <= {TOLERANCE:g}")
+from .errors import run_reporting_user_errors
+from .runs.onnx_model import export_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,57 +16,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, required=True, help="last.pt or best.pt")
     parser.add_argument("--output", type=Path, default=Path("model.onnx"), help="ONNX file")
     return parser
-
-
-def prepare_onnx_output(output: Path, checkpoint: Path) -> None:
-    """The checks of any --output file, then the name predict needs; a refused name leaves no
-    folder behind."""
-    missing = [folder for folder in output.parents if not folder.exists()]
-    prepare_output_file(output, "model.onnx", checkpoint)
-    if output.suffix.lower() != ".onnx":
-        for folder in missing:  # deepest first
-            folder.rmdir()
-        raise UserError(
-            f"--output {output} must end in .onnx, which is how predict recognises an ONNX "
-            f"model: give e.g. {output.with_suffix('.onnx')}"
-        )
-
-
-def export_checkpoint(
-    checkpoint_path: Path, output: Path, report: Callable[[str], None] = print
-) -> None:
-    prepare_onnx_output(output, checkpoint_path)
-    checkpoint = load_checkpoint(checkpoint_path)
-    task_name = exported_task(checkpoint, checkpoint_path)
-    config = saved_config(checkpoint["config"])
-    spec = DataSpec.from_dict(checkpoint["data_spec"])
-    model = build_model(config.model.model, spec)
-    load_model_weights(model, checkpoint, checkpoint_path, for_inference=True)
-    task = build_task(task_name, config, spec, None, torch.device("cpu"))
-    export_and_verify(model, task, spec, output, report)
-
-
-def exported_task(checkpoint: dict, checkpoint_path: Path) -> str:
-    """The checkpoint's task, when it declares ONNX export."""
-    task = dataset_info(checkpoint["config"]["dataset"]).task
-    if "onnx" not in declaration(task).supports:
-        raise UserError(
-            f"checkpoint {checkpoint_path} is a {task} model, which this project does not export "
-            "to ONNX: use the checkpoint itself"
-        )
-    return task
-
-
-@register_logger
-class OnnxExport(RunLogger):
-    """--export-onnx: the run's best.pt as <run folder>/model.onnx once training ends."""
-
-    def __init__(self, run_dir: Path, config: Config, spec: DataSpec, resumed: dict | None) -> None:
-        self.output = run_dir / "model.onnx" if config.extras["export_onnx"] else None
-
-    def finish(self, summary: dict, best_checkpoint: Path) -> None:
-        if self.output is not None:
-            export_checkpoint(best_checkpoint, self.output, logging.getLogger("train").info)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -167,5 +167,5 @@ def add_export_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-EXTRAS.append(Extra("export", add_export_flags))
+EXTRAS.append(Extra("loggers.onnx_export", add_export_flags))
 {%- endif %}
