@@ -1,7 +1,9 @@
 """A render's ARCHITECTURE.md describes the package that render has: it names every folder and
 module there, no module that is not there (an unchosen option's modules are left out), and no
-function, class or attribute the code does not have."""
+function, class or attribute the code does not have; and the package keeps its one rule,
+imports only downward through the layers the document lists."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -86,3 +88,45 @@ def test_names_only_code_the_render_has(render, answers):
     source = "\n".join(path.read_text() for path in package.rglob("*.py"))
     unknown = sorted(name for name in code_names(text) if not re.search(rf"\b{name}\b", source))
     assert unknown == [], f"ARCHITECTURE.md names {unknown}, which this render's code lacks"
+
+
+# The layers ARCHITECTURE.md lists, from the bottom up; the commands (top-level modules) come
+# last. A module imports from its own layer and the ones before it.
+LAYERS = (
+    {"errors", "config"},
+    {"data", "datasets", "models", "tasks"},
+    {"runs"},
+    {"loggers"},
+    {"insight"},
+    {"training"},
+    {"sweeps"},
+)
+# The documented exception: config/ reads the torch-free registries' facts.
+REGISTRIES = {("datasets",), ("models",), ("tasks",)}
+
+
+def layer(unit: str) -> int:
+    return next((index for index, units in enumerate(LAYERS) if unit in units), len(LAYERS))
+
+
+def imported_modules(path: Path, package: Path):
+    """(the importing unit, each module path it imports from within the package)."""
+    parts = path.relative_to(package).with_suffix("").parts
+    here = parts[:-1]  # the package a module (or an __init__) sits in
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            base = here[: len(here) - (node.level - 1)]
+            target = base + tuple(node.module.split(".")) if node.module else base
+            yield (parts[0], target or tuple(alias.name for alias in node.names[:1]))
+
+
+@pytest.mark.parametrize("answers", RENDERS.values(), ids=RENDERS.keys())
+def test_imports_go_only_downward(render, answers):
+    _, package = documented(answers, render)
+    upward = [
+        f"{path.relative_to(package)} imports {'.'.join(target)}"
+        for path in sorted(package.rglob("*.py"))
+        for unit, target in imported_modules(path, package)
+        if layer(target[0]) > layer(unit) and not (unit == "config" and target in REGISTRIES)
+    ]
+    assert upward == []
