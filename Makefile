@@ -32,8 +32,8 @@ demo: install  ## render the default project, train it on digits, export ONNX
 	@echo "Run folder:     $(DEMO_DIR)/image_classifier/runs/demo (config, train.log, metrics.jsonl, last.pt, best.pt, model.onnx)"
 	@echo "TensorBoard:    $(BIN)/tensorboard --logdir $(DEMO_DIR)/image_classifier/runs"
 
-test: install  ## the whole suite
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=30
+test: install  ## the whole suite (PYTEST_ARGS=--shard NAME: one shard of it, see tests/options.py)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=30 $(PYTEST_ARGS)
 
 test-fast: install  ## the quick subset: every combination rendered, linted and trained; four own suites
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"

@@ -7,9 +7,24 @@ from pathlib import Path
 
 import pytest
 
-from options import SLUG, TEMPLATE_DIR
+from options import SHARDS, SLUG, TEMPLATE_DIR
 
 SCRATCH = TEMPLATE_DIR / ".scratch"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--shard", choices=sorted(SHARDS), help="run only this shard's test modules (options.py)"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    shard = config.getoption("--shard")
+    if shard is None:
+        return
+    kept = [item for item in items if item.path.name in SHARDS[shard]]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
 
 
 def pytest_configure(config):

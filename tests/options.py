@@ -14,6 +14,44 @@ CHOICE_OPTIONS = {
     if isinstance(values, list) and not name.startswith("_")
 }
 SLUG = "image_classifier"
+ALL_ON = {"logger": "both", "mixed_precision": "yes", "multi_gpu": "both", "onnx_export": "yes"}
+ALL_OFF = {"logger": "none", "mixed_precision": "no", "multi_gpu": "none", "onnx_export": "no"}
+# Options the template's workflow gives each value of in turn along its pairwise rows: they
+# choose a task, extras or an interpreter, not code the code-shaping options cross.
+ROW_OPTIONS = ("task", "sweeps", "insight", "python_version")
+# The template suite's shards: the workflow runs each as a job of its own (make test with
+# PYTEST_ARGS=--shard NAME); every test module is in exactly one.
+SHARDS = {
+    "renders": (
+        "test_render.py",
+        "test_options.py",
+        "test_hooks.py",
+        "test_template_sources.py",
+        "test_architecture_doc.py",
+        "test_security.py",
+        "test_project_tooling.py",
+    ),
+    "training": (
+        "test_train_matrix.py",
+        "test_project_suites.py",
+        "test_task_seam.py",
+        "test_extending.py",
+        "test_reference_metrics.py",
+        "test_kept_checkpoints.py",
+    ),
+    "behaviour": (
+        "test_bad_input.py",
+        "test_engine.py",
+        "test_observability.py",
+        "test_run_folders.py",
+        "test_photo_folders.py",
+        "test_photos.py",
+        "test_readme_commands.py",
+        "test_forkserver.py",
+        "test_gpu_check.py",
+    ),
+    "processes": ("test_preemption.py", "test_faults.py", "test_slurm.py"),
+}
 
 
 def code_shaping_combinations() -> list[dict]:
@@ -192,3 +230,15 @@ def covering_search(uncovered: list[tuple], budget: int) -> list[dict] | None:
 def most_pairs_of_one_option_pair(pairs: list[tuple]) -> int:
     counts = collections.Counter((first[0], second[0]) for first, second in pairs)
     return max(counts.values())
+
+
+def workflow_rows() -> list[dict]:
+    """The template workflow's combination jobs: the suite's all-pairs set of the code-shaping
+    options (every value of each meets every value of each other one), with every value of each
+    ROW_OPTIONS option in turn along the rows."""
+    rows = pairwise_combinations([ALL_ON, ALL_OFF])
+    for name in ROW_OPTIONS:
+        values = CHOICE_OPTIONS[name]
+        for index, row in enumerate(rows):
+            row[name] = values[index % len(values)]
+    return rows

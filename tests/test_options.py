@@ -1,13 +1,26 @@
 """Every value of every option renders, each with its effect: the renders below are generated
 from cookiecutter.json (the code-shaping ones by the training matrix), so a new value is
-exercised as soon as it is added."""
+exercised as soon as it is added; and the template's workflow holds a row for every value and
+every pair of code-shaping values, and runs every shard of the suite."""
 
 import subprocess
 import tomllib
 
 import pytest
+import yaml
 
-from options import CHOICE_OPTIONS, CODE_SHAPING, SLUG, expected_files
+from options import (
+    CHOICE_OPTIONS,
+    CODE_SHAPING,
+    ROW_OPTIONS,
+    SHARDS,
+    SLUG,
+    TEMPLATE_DIR,
+    code_shaping_combinations,
+    expected_files,
+    value_pairs,
+    workflow_rows,
+)
 
 DEFAULTS = {name: values[0] for name, values in CHOICE_OPTIONS.items()}
 VALUE_RENDERS = [
@@ -53,3 +66,34 @@ def test_every_tooling_value_renders_with_its_effect(render, answers):
         assert status.stdout == ""
     else:
         assert not (project / ".git").exists()
+
+
+WORKFLOW = TEMPLATE_DIR / ".github" / "workflows" / "template.yml"
+
+
+def workflow_jobs() -> dict:
+    return yaml.safe_load(WORKFLOW.read_text())["jobs"]
+
+
+def test_workflow_rows_are_the_suites_pairwise_set():
+    rows = workflow_jobs()["combination"]["strategy"]["matrix"]["include"]
+    assert rows == workflow_rows(), "regenerate the rows from options.workflow_rows()"
+
+
+@pytest.mark.parametrize("option", [*CODE_SHAPING, *ROW_OPTIONS])
+def test_workflow_has_a_row_for_every_value_of(option):
+    rows = workflow_jobs()["combination"]["strategy"]["matrix"]["include"]
+    assert {row[option] for row in rows} == set(CHOICE_OPTIONS[option])
+
+
+def test_workflow_rows_meet_every_pair_of_code_shaping_values():
+    rows = workflow_jobs()["combination"]["strategy"]["matrix"]["include"]
+    every_pair = set().union(*map(value_pairs, code_shaping_combinations()))
+    shaping = [{name: row[name] for name in CODE_SHAPING} for row in rows]
+    assert set().union(*map(value_pairs, shaping)) == every_pair
+
+
+def test_every_test_module_is_in_one_shard_and_the_workflow_runs_each():
+    modules = sorted(path.name for path in (TEMPLATE_DIR / "tests").glob("test_*.py"))
+    assert sorted(name for names in SHARDS.values() for name in names) == modules
+    assert workflow_jobs()["suite"]["strategy"]["matrix"]["shard"] == list(SHARDS)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from options import CHOICE_OPTIONS, CODE_SHAPING, SLUG, TEMPLATE_DIR
+from options import CHOICE_OPTIONS, CODE_SHAPING, ROW_OPTIONS, SLUG, TEMPLATE_DIR, workflow_rows
 
 SCRATCH = TEMPLATE_DIR / ".scratch"
 PYTHON_VERSIONS = CHOICE_OPTIONS["python_version"]
@@ -310,7 +310,11 @@ def test_workflow_sets_up_the_chosen_python(render, name):
         for job_name, job in load_workflow(path)["jobs"].items():
             setups = [step for step in job["steps"] if "setup-python" in step.get("uses", "")]
             assert len(setups) == 1, f"{path.name}: job {job_name} sets up no Python"
-            assert setups[0]["with"]["python-version"] == source.python_version
+            rows = job.get("strategy", {}).get("matrix", {}).get("include", [])
+            chosen = {row.get("python_version") for row in rows} - {None}
+            # A job whose rows choose the Python (the template's) sets up each row's own.
+            expected = "${{ matrix.python_version }}" if chosen else source.python_version
+            assert setups[0]["with"]["python-version"] == expected
 
 
 @pytest.mark.parametrize("version", PYTHON_VERSIONS)
@@ -330,16 +334,16 @@ def test_generated_workflow_lints_tests_on_cpu_and_has_a_gpu_job(render, version
     assert "test" in make_calls(jobs["gpu"])
 
 
-def test_template_workflow_renders_lints_and_trains_every_combination():
+def test_template_workflow_renders_lints_and_trains_every_row():
+    """The rows themselves are checked in test_options.py; here, what each row runs."""
     jobs = load_workflow(TEMPLATE_DIR / ".github" / "workflows" / "template.yml")["jobs"]
-    matrix = jobs["combination"]["strategy"]["matrix"]
-    assert matrix == {name: CHOICE_OPTIONS[name] for name in CODE_SHAPING}  # no include/exclude
+    assert jobs["combination"]["strategy"]["matrix"] == {"include": workflow_rows()}
     scripts = [step["run"] for step in jobs["combination"]["steps"] if "run" in step]
     commands = [command for script in scripts for command in shell_commands(script)]
 
     renders = [c for c in commands if python_modules_called(c) == ["cookiecutter"]]
     assert len(renders) == 1 and "--no-input" in renders[0]
-    for name in CODE_SHAPING:
+    for name in (*CODE_SHAPING, *ROW_OPTIONS):
         assert f"{name}=${{{{" in renders[0] and f"matrix.{name}" in renders[0], name
     ruff_calls = [
         c[c.index("ruff") + 1 :] for c in commands if python_modules_called(c) == ["ruff"]

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from options import (
+    ALL_OFF,
+    ALL_ON,
     CHOICE_OPTIONS,
     SLUG,
     code_shaping_combinations,
@@ -25,8 +27,6 @@ from options import (
 EXTRAS = ("sweeps", "insight")
 EXTRAS_CHOSEN = {name: CHOICE_OPTIONS[name][0] for name in EXTRAS}
 WITHOUT_EXTRAS = {name: "no" for name in EXTRAS}
-ALL_ON = {"logger": "both", "mixed_precision": "yes", "multi_gpu": "both", "onnx_export": "yes"}
-ALL_OFF = {"logger": "none", "mixed_precision": "no", "multi_gpu": "none", "onnx_export": "no"}
 COMBINATIONS = code_shaping_combinations() + [
     {**combo, **WITHOUT_EXTRAS} for combo in pairwise_combinations([ALL_ON, ALL_OFF])
 ]
