@@ -1,12 +1,16 @@
-"""Every code-shaping combination trains a short CPU run in a fresh process, with its switches."""
+"""Every code-shaping combination trains a short CPU run in a fresh process, with its switches;
+the all-pairs set of them is in the fast tier, the rest are slow tests."""
 
 import pytest
 import torch
 
 from conftest import INSIGHT, read_metrics, run_command, tiny_run, train_command
 from options import (
+    ALL_OFF,
+    ALL_ON,
     code_shaping_combinations,
     combination_id,
+    pairwise_combinations,
     uses_ddp,
     uses_dp,
     uses_tensorboard,
@@ -27,7 +31,16 @@ def switches(combo: dict) -> list[str]:
     return flags
 
 
-@pytest.mark.parametrize("combo", code_shaping_combinations(), ids=combination_id)
+PAIRWISE = pairwise_combinations([ALL_ON, ALL_OFF])
+MATRIX = [
+    pytest.param(
+        combo, id=combination_id(combo), marks=() if combo in PAIRWISE else pytest.mark.slow
+    )
+    for combo in code_shaping_combinations()
+]
+
+
+@pytest.mark.parametrize("combo", MATRIX)
 def test_combination_trains_on_cpu(render, preloaded_python, combo, tmp_path):
     project = render(**combo)
     command = [*train_command(preloaded_python, 2 if uses_ddp(combo) else 1), *SHORT_RUN]
