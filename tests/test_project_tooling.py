@@ -144,7 +144,11 @@ SEPARATORS = {"&&", "||", ";", "|", "&"}
 
 
 def load_workflow(path: Path) -> dict:
-    workflow = yaml.safe_load(path.read_text())
+    return load_workflow_text(path.read_text())
+
+
+def load_workflow_text(text: str) -> dict:
+    workflow = yaml.safe_load(text)
     if True in workflow:  # YAML 1.1 reads the bare key `on` as a boolean
         workflow["on"] = workflow.pop(True)
     return workflow
@@ -310,11 +314,32 @@ def test_workflow_sets_up_the_chosen_python(render, name):
         for job_name, job in load_workflow(path)["jobs"].items():
             setups = [step for step in job["steps"] if "setup-python" in step.get("uses", "")]
             assert len(setups) == 1, f"{path.name}: job {job_name} sets up no Python"
-            rows = job.get("strategy", {}).get("matrix", {}).get("include", [])
-            chosen = {row.get("python_version") for row in rows} - {None}
-            # A job whose rows choose the Python (the template's) sets up each row's own.
-            expected = "${{ matrix.python_version }}" if chosen else source.python_version
-            assert setups[0]["with"]["python-version"] == expected
+            matrix = job.get("strategy", {}).get("matrix", {})
+            if any("python_version" in row for row in matrix.get("include", [])):
+                # The template's rows each choose a Python: a row sets up its own.
+                assert setups[0]["with"]["python-version"] == "${{ matrix.python_version }}"
+            elif "python-version" in matrix:  # a project's matrix: its Python, more if listed
+                assert setups[0]["with"]["python-version"] == "${{ matrix.python-version }}"
+                assert matrix["python-version"] == [source.python_version]
+            else:
+                assert setups[0]["with"]["python-version"] == source.python_version
+
+
+@pytest.mark.parametrize("version", PYTHON_VERSIONS)
+def test_generated_workflow_shows_a_working_matrix_over_newer_pythons(render, version):
+    """The commented example, put in place of the project's one-version list, is a matrix
+    over that version and the newer ones."""
+    project = render(python_version=version, ci="github")
+    text = (project / ".github" / "workflows" / "ci.yml").read_text()
+    example = re.search(r"^(\s*)# (python-version: \[.*\])$", text, re.MULTILINE)
+    assert example, "no commented matrix example"
+    chosen = f'{example.group(1)}python-version: ["{version}"]'
+    assert chosen in text
+    widened = text.replace(chosen, example.group(1) + example.group(2))
+    matrix = load_workflow_text(widened)["jobs"]["test-cpu"]["strategy"]["matrix"]
+    versions = matrix["python-version"]
+    assert versions[0] == version and len(versions) > 1
+    assert versions == sorted(versions, key=lambda text: tuple(map(int, text.split("."))))
 
 
 @pytest.mark.parametrize("version", PYTHON_VERSIONS)
@@ -329,7 +354,7 @@ def test_generated_workflow_lints_tests_on_cpu_and_has_a_gpu_job(render, version
     assert set(jobs) == {"lint", "test-cpu", "gpu"}
     assert "lint" in make_calls(jobs["lint"])
     assert jobs["test-cpu"]["runs-on"] == "ubuntu-latest"
-    assert "test" in make_calls(jobs["test-cpu"])
+    assert {"install-cpu", "test"} <= make_calls(jobs["test-cpu"])
     assert {"self-hosted", "gpu"} <= set(jobs["gpu"]["runs-on"])
     assert "test" in make_calls(jobs["gpu"])
 
@@ -362,6 +387,28 @@ def test_template_workflow_renders_lints_and_trains_every_row():
         for target in make_targets_called(command)
     }
     assert "test" in suite_calls
+
+
+def test_install_cpu_takes_torch_from_the_cpu_only_index_first(render):
+    """PyTorch's CPU index cannot be reached from the test machines: the command lines that
+    `make install-cpu` runs are checked instead, in their order."""
+    project = render()
+    dry = run(["make", "-n", "install-cpu", "PYTHON=python"], project)
+    assert dry.returncode == 0, dry.stderr
+    commands = [shlex.split(line) for line in dry.stdout.splitlines() if line.strip()]
+    assert commands == [
+        [
+            "python",
+            "-m",
+            "pip",
+            "install",
+            "torch",
+            "torchvision",
+            "--index-url",
+            "https://download.pytorch.org/whl/cpu",
+        ],
+        ["python", "-m", "pip", "install", "-e", ".[dev]"],
+    ]
 
 
 # --- Template updates with cruft -----------------------------------------------------------------
