@@ -12,7 +12,7 @@ GPU_CHECK_PYTHON ?=
 # cookiecutter leaves rendered hook scripts in $TMPDIR: keep them inside the checkout.
 export TMPDIR := $(SCRATCH)/tmp
 
-.PHONY: install demo test test-fast gpu-check lint clean
+.PHONY: install demo test test-pythons test-fast gpu-check lint clean
 
 install: $(INSTALLED)
 
@@ -34,6 +34,9 @@ demo: install  ## render the default project, train it on digits, export ONNX
 
 test: install  ## the whole suite (PYTEST_ARGS=--shard NAME: one shard of it, see tests/options.py)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=30 $(PYTEST_ARGS)
+
+test-pythons: install  ## every python_version answer: installed with its interpreter, tested, trained, exported
+	$(BIN)/python -m pytest --pythons -n $(PYTEST_WORKERS)
 
 test-fast: install  ## the quick subset: every combination rendered, linted and trained; four own suites
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"

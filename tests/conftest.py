@@ -16,15 +16,24 @@ def pytest_addoption(parser):
     parser.addoption(
         "--shard", choices=sorted(SHARDS), help="run only this shard's test modules (options.py)"
     )
+    parser.addoption(
+        "--pythons",
+        action="store_true",
+        help="run only the Python-versions tier (tests marked pythons), otherwise left out",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
-    shard = config.getoption("--shard")
-    if shard is None:
-        return
-    kept = [item for item in items if item.path.name in SHARDS[shard]]
-    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
-    items[:] = kept
+    shard, pythons = config.getoption("--shard"), config.getoption("--pythons")
+    kept = [
+        item
+        for item in items
+        if (item.get_closest_marker("pythons") is not None) == pythons
+        and (shard is None or item.path.name in SHARDS[shard])
+    ]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
 
 
 def pytest_configure(config):
@@ -160,7 +169,10 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 def pytest_terminal_summary(terminalreporter):
     """Print the suite's headline counts: combinations, bad inputs, preemption, kill -9 and
-    Slurm trials."""
+    Slurm trials; for the Python-versions tier, its own line."""
+    if terminalreporter.config.getoption("--pythons"):
+        write_python_versions_line(terminalreporter)
+        return
     reports = [
         report
         for outcome in ("passed", "failed")
@@ -203,3 +215,21 @@ def pytest_terminal_summary(terminalreporter):
             if name == "kill_9_trials":
                 survived, total = survived + value[0], total + value[1]
     terminalreporter.write_line(f"kill -9 trials: {survived}/{total} resumed intact")
+
+
+def write_python_versions_line(terminalreporter):
+    """`python versions: N/M installed, trained, exported`, and why any was skipped."""
+    name = "test_python_version_installs_trains_and_exports"
+    outcomes = {
+        outcome: [
+            report for report in terminalreporter.stats.get(outcome, []) if name in report.nodeid
+        ]
+        for outcome in ("passed", "failed", "skipped")
+    }
+    passed = [report for report in outcomes["passed"] if report.when == "call"]
+    total = len({report.nodeid for reports in outcomes.values() for report in reports})
+    reasons = [str(report.longrepr[-1]).removeprefix("Skipped: ") for report in outcomes["skipped"]]
+    skipped = f"; skipped: {'; '.join(reasons)}" if reasons else ""
+    terminalreporter.write_line(
+        f"python versions: {len(passed)}/{total} installed, trained, exported{skipped}"
+    )

@@ -52,6 +52,8 @@ SHARDS = {
     ),
     "processes": ("test_preemption.py", "test_faults.py", "test_slurm.py"),
 }
+# Tiers of their own, outside make test and its shards (make test-pythons).
+OWN_TIERS = ("test_python_versions.py",)
 
 
 def code_shaping_combinations() -> list[dict]:
