@@ -83,6 +83,7 @@ def final_val_acc(run: Path) -> float:
     return read_metrics(run)[-1]["val_acc"]
 
 
+@pytest.mark.slow  # about two minutes: run by make test, not the fast tier
 def test_readme_commands_run_in_order_as_written(render, preloaded_python, tmp_path):
     project = shutil.copytree(render(**EVERY_RUNNABLE_BLOCK), tmp_path / "project")
     # 66 training images: enough for the default --batch-size 64.
