@@ -56,6 +56,20 @@ def unselected_paths(answers: dict) -> list[str]:
     return paths
 
 
+TASK_TEST_PREFIXES = {"text_classification": "test_text_"}
+# The data/ modules only one task reads.
+TASK_DATA_MODULES = {
+    "image_classification": (
+        "class_folders",
+        "image_check",
+        "image_datasets",
+        "image_files",
+        "transforms",
+    ),
+    "text_classification": ("bucketing", "text_datasets", "text_files", "text_tables", "tokenizer"),
+}
+
+
 def other_tasks_paths(answers: dict, package: Path) -> list[Path]:
     """The task packages not chosen, and the dataset and model files registered for them."""
     chosen = answers["task"]
@@ -69,7 +83,23 @@ def other_tasks_paths(answers: dict, package: Path) -> list[Path]:
             declared = re.search(r'\btask="(\w+)"', module.read_text(encoding="utf-8"))
             if declared and declared.group(1) != chosen:
                 paths.append(module)
-    return paths
+    for task, data_modules in TASK_DATA_MODULES.items():
+        if task != chosen:
+            paths += [package / "data" / f"{module}.py" for module in data_modules]
+    return paths + other_tasks_tests(chosen, Path("tests"))
+
+
+def other_tasks_tests(chosen: str, tests: Path) -> list[Path]:
+    """The generated tests of the tasks not chosen: a task's are named test_<its prefix>*.py,
+    image classification's (which came first) are all the others."""
+    own_prefix = TASK_TEST_PREFIXES.get(chosen)
+    other_prefixes = tuple(prefix for task, prefix in TASK_TEST_PREFIXES.items() if task != chosen)
+    return [
+        path
+        for path in tests.glob("test_*.py")
+        if (own_prefix is not None and not path.name.startswith(own_prefix))
+        or (own_prefix is None and path.name.startswith(other_prefixes))
+    ]
 
 
 def remove(path: Path) -> None:

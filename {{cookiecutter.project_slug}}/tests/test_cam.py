@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from {{ cookiecutter.project_slug }}.config.parser import parse_config
-from {{ cookiecutter.project_slug }}.data.image_datasets import training_labels
+from {{ cookiecutter.project_slug }}.data.labels import training_labels
 from {{ cookiecutter.project_slug }}.data.spec import DataSpec
 from {{ cookiecutter.project_slug }}.datasets import build_datasets
 from {{ cookiecutter.project_slug }}.insight.cam import (

@@ -9,12 +9,12 @@ import torch
 from PIL import Image
 
 from {{ cookiecutter.project_slug }}.config.parser import parse_config
-from {{ cookiecutter.project_slug }}.data.image_datasets import TensorImageDataset, training_labels
+from {{ cookiecutter.project_slug }}.data.image_datasets import TensorImageDataset
+from {{ cookiecutter.project_slug }}.data.labels import loss_class_weights, training_labels
 from {{ cookiecutter.project_slug }}.data.sampling import ClassBalancedSampler
 from {{ cookiecutter.project_slug }}.datasets import build_datasets
 from {{ cookiecutter.project_slug }}.errors import UserError
 from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint
-from {{ cookiecutter.project_slug }}.tasks.image_classification.task import loss_class_weights
 from {{ cookiecutter.project_slug }}.train import main as train_main
 
 from conftest import QUICK, load_weights, read_metrics

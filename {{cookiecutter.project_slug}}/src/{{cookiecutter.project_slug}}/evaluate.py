@@ -84,8 +84,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> tuple[dict, Task]:
     split = chosen_split(args, data)
     # --split all is every image, added since or not; train and val are the recorded ones.
     recorded = None if split == "all" else recorded_split(checkpoint, data)
-    splits, spec = build_datasets(data, augment=False, recorded_split=recorded)
     trained = DataSpec.from_dict(checkpoint["data_spec"])
+    splits, spec = build_datasets(data, False, recorded, trained)
     check_trained_classes(spec, trained, args.checkpoint)
     dataset = split_dataset(splits, split, data)
     model = build_model(config.model.model, trained)

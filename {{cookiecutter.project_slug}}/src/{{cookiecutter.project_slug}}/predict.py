@@ -53,7 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "inputs",
         nargs="+",
-        type=Path,
         metavar="IMAGES",
         help="image files, folders (their images, recursively) or list files (one path per line, "
         "relative to the list file; blank lines and lines starting with # are skipped)",

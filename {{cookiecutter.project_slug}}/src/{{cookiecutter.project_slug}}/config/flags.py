@@ -59,6 +59,10 @@ image_size = number(int, lambda value: value >= MIN_IMAGE_SIZE, f"at least {MIN_
 class_count = number(int, lambda value: value >= 2, "at least 2 (a classifier needs two)")
 smoothing = number(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
 crop_ratio = number(float, lambda value: 0 < value <= 1, "above 0 and at most 1")
+max_length = number(int, lambda value: value >= 2, "at least 2 (the [CLS] token and one more)")
+vocab_size = number(
+    int, lambda value: value >= 300, "at least 300 (the 256 bytes, special tokens and merges)"
+)
 ema_decay = number(float, lambda value: 0 <= value < 1, "0 (off) or a decay below 1, e.g. 0.999")
 
 

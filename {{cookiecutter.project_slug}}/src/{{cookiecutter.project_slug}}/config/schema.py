@@ -20,13 +20,26 @@ from .flags import (
     ema_decay,
     fraction,
     image_size,
+{%- if cookiecutter.task == "text_classification" %}
+    max_length,
+{%- endif %}
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
     run_name,
     smoothing,
+{%- if cookiecutter.task == "text_classification" %}
+    vocab_size,
+{%- endif %}
 )
+{%- if cookiecutter.task == "text_classification" %}
+
+DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_LR = "languages", "bag_of_embeddings", 1e-2
+{%- else %}
+
+DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_LR = "digits", "simple_cnn", 3e-3
+{%- endif %}
 
 INIT_SCHEMES = (
     "default",
@@ -54,7 +67,7 @@ def switch(help: str):
 class DataConfig:
     """What to train on, and how images become batches."""
 
-    dataset: str = flag("digits", "dataset (datasets/<name>.py)", choices=dataset_names)
+    dataset: str = flag(DEFAULT_DATASET, "dataset (datasets/<name>.py)", choices=dataset_names)
     data_dir: Path | None = flag(
         None,
         "image_folder: root/train/<class>/* with val/ (or valid/, validation/) and/or test/, or "
@@ -94,6 +107,28 @@ class DataConfig:
         "draw each epoch's training samples with equal probability per class (with "
         "replacement); under DDP every rank draws a disjoint share"
     )
+{%- if cookiecutter.task == "text_classification" %}
+    text_column: str = flag(
+        "text", "text_files: the column (CSV/TSV header) or key (JSONL) that holds the text"
+    )
+    label_column: str = flag("label", "text_files: the column or key that holds the label")
+    tokenizer: Path | None = flag(
+        None,
+        "an existing tokenizer.json (Hugging Face tokenizers) instead of one trained on the "
+        "training split",
+        type=Path,
+    )
+    tokenizer_model: str = flag(
+        "bpe", "subword model trained on the training split", choices=("bpe", "wordpiece")
+    )
+    vocab_size: int = flag(2000, "vocabulary of the trained tokenizer", type=vocab_size)
+    max_length: int = flag(
+        256, "longest token sequence: longer texts are cut (train.log counts them)", type=max_length
+    )
+    no_bucketing: bool = switch(
+        "shuffle texts freely instead of batching texts of similar lengths (less padding)"
+    )
+{%- endif %}
     batch_size: int = flag(64, "batch size per process", type=positive_int)
     seed: int = flag(0, "random seed", type=non_negative_int)
 
@@ -102,7 +137,7 @@ class DataConfig:
 class ModelConfig:
     """The architecture, its initial weights, and how it runs (compiled, memory layout)."""
 
-    model: str = flag("simple_cnn", "model (models/<name>.py)", choices=model_names)
+    model: str = flag(DEFAULT_MODEL, "model (models/<name>.py)", choices=model_names)
     init: str = flag("default", "weight init scheme", choices=INIT_SCHEMES)
     pretrained: bool = switch(
         "start from the model's pretrained weights, where it has them (needs network)"
@@ -121,7 +156,7 @@ class OptimConfig:
     """The optimizer, its schedule over the run, and the training loss."""
 
     optimizer: str = flag("adamw", "optimizer", choices=("adamw", "sgd"))
-    lr: float = flag(3e-3, "peak learning rate", type=positive_float)
+    lr: float = flag(DEFAULT_LR, "peak learning rate", type=positive_float)
     momentum: float = flag(0.9, "SGD momentum", type=non_negative_float)
     nesterov: bool = switch("SGD: Nesterov momentum")
     weight_decay: float = flag(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import first_line
 from .image_files import load_rgb
+from .loaders import available_cores
 
 PARALLEL_CHECK_MIN = 256  # fewer files are checked faster than processes start
 log = logging.getLogger("train.data")
@@ -55,12 +56,6 @@ def problems_of(paths: list[Path]) -> list[str]:
     chunk = min(256, max(1, len(paths) // (4 * cores)))
     with ProcessPoolExecutor(max_workers=cores) as pool:
         return list(pool.map(image_problem, paths, chunksize=chunk))
-
-
-def available_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def image_problem(path: Path) -> str:

@@ -49,6 +49,10 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def labels(self) -> list[int]:
+        return [label for _, label in self.samples]
+
     def __getitem__(self, index: int):
         for offset in range(len(self.samples)):
             path, label = self.samples[(index + offset) % len(self.samples)]
@@ -77,18 +81,12 @@ def split_indices(size: int, val_fraction: float, seed: int) -> tuple[list[int],
     return sorted(order[val_size:]), sorted(order[:val_size])
 
 
-def training_labels(dataset: Dataset) -> torch.Tensor:
-    """Every sample's label, read without decoding an image."""
-    if isinstance(dataset, TensorImageDataset):
-        return dataset.labels.long()
-    if isinstance(dataset, ImageFileDataset):
-        return torch.tensor([label for _, label in dataset.samples])
-    if isinstance(dataset, datasets.FakeData):
-        return fake_labels(dataset)
-    if hasattr(dataset, "targets"):  # CIFAR10, and torchvision's other labelled datasets
-        return torch.as_tensor(dataset.targets).long()
-    # A dataset added later that keeps its labels nowhere: read (and decode) every sample.
-    return torch.tensor([dataset[index][1] for index in range(len(dataset))])
+class FakeImages(datasets.FakeData):
+    """torchvision's FakeData, with its labels known without building its images."""
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return fake_labels(self)
 
 
 def fake_labels(dataset: datasets.FakeData) -> torch.Tensor:

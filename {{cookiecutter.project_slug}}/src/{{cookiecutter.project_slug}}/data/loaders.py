@@ -16,8 +16,7 @@ from torch.utils.data import (
 
 from ..config.schema import DataConfig
 from ..errors import UserError
-from .image_check import available_cores
-from .image_datasets import training_labels
+from .labels import training_labels
 from .sampling import ClassBalancedSampler, SeededAugmentation, SeededShuffle, ShardSampler
 from .spec import DataSpec, per_class
 
@@ -43,15 +42,18 @@ def build_loaders(
     config: DataConfig,
     collate_fns: tuple,
     placement: Placement,
+    sampler: Sampler[tuple[int, int]] | None = None,
 ) -> tuple[DataLoader, DataLoader]:
     """Loaders whose shuffling and augmentation depend only on (seed, epoch, sample);
-    `collate_fns` make the task's training and validation batches.
+    `collate_fns` make the task's training and validation batches; `sampler`: the task's own
+    training sampler, if it has one.
 
     The last, partial batch is kept unless it holds a single sample, which BatchNorm cannot
     normalise: small folders train on every image.
     """
     rank, world_size = placement.rank, placement.world_size
-    sampler = training_sampler(train, spec, config, rank, world_size)
+    if sampler is None:
+        sampler = training_sampler(train, spec, config, rank, world_size)
     if config.batch_size > len(sampler):
         raise UserError(
             f"--batch-size {config.batch_size} is larger than the training set "
@@ -104,6 +106,12 @@ def training_sampler(
 
 def local_world_size(world_size: int) -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+
+
+def available_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def default_num_workers(decodes_files: bool, local_world_size: int) -> int:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class DataSpec:
     """What the model, the checkpoint and an exported file need to know about the data: its
-    classes and, for image inputs, their channels, size and normalisation (None otherwise)."""
+    classes; for image inputs, their channels, size and normalisation; for text, the tokenizer
+    (its Hugging Face JSON), its vocabulary size and the longest token sequence (None otherwise)."""
 
     class_names: tuple[str, ...]
     in_channels: int | None = None
@@ -15,6 +16,9 @@ class DataSpec:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     resize_size: int | None = None  # evaluation resizes the shorter side to this, then crops
+    tokenizer: str | None = None
+    vocab_size: int | None = None
+    max_length: int | None = None
 
     @property
     def num_classes(self) -> int:

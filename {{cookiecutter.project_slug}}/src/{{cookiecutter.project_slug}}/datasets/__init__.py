@@ -24,8 +24,10 @@ def never_whole(data_dir) -> bool:
 class DatasetInfo:
     """What the rest of the project needs to know about a dataset.
 
-    `build(config, augment, recorded_split)` returns ({"train", "val"[, "test"]: Dataset},
-    spec); `class_names(config)` the classes, known without reading a sample (resume checks);
+    `build(config, augment, recorded_split, trained_spec)` returns ({"train", "val"[, "test"]:
+    Dataset}, spec), where `trained_spec` is the spec of the checkpoint a run resumes or evaluate
+    scores (None for a new run): a dataset whose spec is learned from its data (a tokenizer)
+    reuses it; `class_names(config)` the classes, known without reading a sample (resume checks);
     `split_record(config, splits, spec, recorded)` the carved split a run records, if any;
     `scored_whole(data_dir)` whether evaluate scores every sample of a --data-dir by default
     (a folder without split folders).
@@ -35,7 +37,7 @@ class DatasetInfo:
     task: str  # the tasks/ package that trains on it
     build: Callable
     class_names: Callable
-    default_image_size: int
+    default_image_size: int | None = None  # image datasets' input side
     needs_data_dir: bool = False
     decodes_files: bool = False  # DataLoader worker processes pay off
     split_record: Callable = nothing_to_record
@@ -61,13 +63,16 @@ def dataset_info(name: str) -> DatasetInfo:
     return REGISTERED[name]
 
 
-def build_datasets(config, augment: bool = True, recorded_split: dict | None = None):
+def build_datasets(
+    config, augment: bool = True, recorded_split: dict | None = None, trained_spec=None
+):
     """The "train", "val" (and "test") datasets and the spec of --dataset.
 
     augment=False gives the train split the eval transforms (for scoring every sample);
-    `recorded_split`: the split a run recorded, which a carved split reuses.
+    `recorded_split`: the split a run recorded, which a carved split reuses; `trained_spec`:
+    the checkpoint's spec, which a learned one (a tokenizer) is taken from.
     """
-    return dataset_info(config.dataset).build(config, augment, recorded_split)
+    return dataset_info(config.dataset).build(config, augment, recorded_split, trained_spec)
 
 
 def image_size_of(config) -> int:

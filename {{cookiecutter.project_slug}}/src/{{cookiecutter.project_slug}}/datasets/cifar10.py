@@ -14,7 +14,7 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
 CLASSES += ("dog", "frog", "horse", "ship", "truck")
 
 
-def build(config, augment: bool, recorded_split: dict | None):
+def build(config, augment: bool, recorded_split: dict | None, trained_spec=None):
     size = image_size_of(config)
     augmenting, eval_tf = tensor_transforms(size, NATIVE_SIZE, MEAN, STD)
     train_tf = augmenting if augment else eval_tf

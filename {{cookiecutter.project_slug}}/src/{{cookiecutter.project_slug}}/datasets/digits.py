@@ -13,7 +13,7 @@ NATIVE_SIZE = 8
 MEAN, STD = (0.5,), (0.5,)
 
 
-def build(config, augment: bool, recorded_split: dict | None):
+def build(config, augment: bool, recorded_split: dict | None, trained_spec=None):
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     labels = torch.tensor(digits.target)

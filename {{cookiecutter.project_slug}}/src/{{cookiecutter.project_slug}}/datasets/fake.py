@@ -1,8 +1,7 @@
 """torchvision's FakeData: random images of --fake-classes classes, for smoke tests and
 benchmarks (--fake-samples in all, --val-fraction of them for validation)."""
 
-from torchvision import datasets
-
+from ..data.image_datasets import FakeImages
 from ..data.spec import DataSpec
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, tensor_transforms
 from . import DatasetInfo, image_size_of, register
@@ -10,17 +9,15 @@ from . import DatasetInfo, image_size_of, register
 NATIVE_SIZE = 32
 
 
-def build(config, augment: bool, recorded_split: dict | None):
+def build(config, augment: bool, recorded_split: dict | None, trained_spec=None):
     size = image_size_of(config)
     spec = DataSpec(tuple(class_names(config)), 3, size, IMAGENET_MEAN, IMAGENET_STD, size)
     augmenting, eval_tf = tensor_transforms(size, NATIVE_SIZE, IMAGENET_MEAN, IMAGENET_STD)
     train_tf = augmenting if augment else eval_tf
     val_size = max(1, round(config.fake_samples * config.val_fraction))
     common = {"image_size": (3, size, size), "num_classes": config.fake_classes}
-    train = datasets.FakeData(config.fake_samples - val_size, transform=train_tf, **common)
-    val = datasets.FakeData(
-        val_size, transform=eval_tf, random_offset=config.fake_samples, **common
-    )
+    train = FakeImages(config.fake_samples - val_size, transform=train_tf, **common)
+    val = FakeImages(val_size, transform=eval_tf, random_offset=config.fake_samples, **common)
     return {"train": train, "val": val}, spec
 
 

@@ -21,7 +21,7 @@ from . import DatasetInfo, image_size_of, register
 DEFAULT_PHOTO_SIZE = 64
 
 
-def build(config, augment: bool, recorded_split: dict | None):
+def build(config, augment: bool, recorded_split: dict | None, trained_spec=None):
     folder = read_image_folder(
         Path(config.data_dir),
         config.val_fraction,

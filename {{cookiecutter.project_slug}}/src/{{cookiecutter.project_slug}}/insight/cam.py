@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import make_grid
 
-from ..data.image_datasets import training_labels
+from ..data.labels import training_labels
 from ..data.spec import DataSpec
 from ..loggers.base import CamImages
 from ..loggers.pictures import fitted, label_font, unnormalised

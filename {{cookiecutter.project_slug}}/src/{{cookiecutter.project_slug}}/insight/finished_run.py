@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as F
 
 from ..config.schema import Config, RunConfig
-from ..data.image_datasets import training_labels
+from ..data.labels import training_labels
 from ..data.spec import DataSpec
 from ..loggers.base import Embeddings, Mistake, RunLogger
 from ..loggers.pictures import LINE_HEIGHT, MARGIN, fitted, label_font, unnormalised

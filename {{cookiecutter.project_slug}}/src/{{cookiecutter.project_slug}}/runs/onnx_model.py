@@ -130,7 +130,8 @@ def export_onnx(model: nn.Module, task: Task, spec: DataSpec, path: Path) -> Non
     logging.getLogger("torch.onnx").setLevel(logging.WARNING)
     torch.onnx.export(
         model,
-        (task.example_input(EXAMPLE_BATCH_SIZE),),
+        # The empty dict: no keyword arguments (else a dict input would be taken for them).
+        (task.example_input(EXAMPLE_BATCH_SIZE), {}),
         path,
         input_names=list(signature.inputs),
         output_names=list(signature.outputs),

@@ -28,12 +28,15 @@ OPTIONAL_PARTS = {
 @dataclass(frozen=True)
 class TaskDeclaration:
     """`metrics`: the validation metrics --monitor may watch, each "min" or "max" (val_loss is
-    always one); `headline`: the one every epoch line shows and --monitor defaults to."""
+    always one); `headline`: the one every epoch line shows and --monitor defaults to;
+    `fixed_on_resume`: the task's data flags a resumed run must keep (they shape the model's
+    inputs)."""
 
     name: str
     metrics: Mapping[str, str]
     headline: str
     supports: frozenset[str]
+    fixed_on_resume: tuple[str, ...] = ()
 
 
 def task_names() -> list[str]:

@@ -36,7 +36,7 @@ class OnnxSignature:
 class PredictInputs:
     """The files predict reads, as the task found them among the command line's paths."""
 
-    files: list[Path]  # in order: a CSV row each, unless unreadable
+    files: list  # in order, the names of the CSV's rows (paths, or file:line for texts)
     ignored: list[Path]  # the other files and folders passed over, named on stderr
     dataset: Dataset  # item i: (files[i] as a model input, "") or (None, why it cannot be read)
 
@@ -58,6 +58,11 @@ class Task:
     def collate_fn(self):
         """Makes a training batch from the seeded samples (sample, target, seed)."""
         raise NotImplementedError
+
+    def training_sampler(self, train: Dataset, rank: int, world_size: int):
+        """The training split's sampler of (index, sample seed) pairs, with the engine's
+        set_epoch(epoch, start), or None for the engine's (shuffled or class-balanced)."""
+        return None
 
     def eval_collate_fn(self):
         """Makes a validation or evaluation batch from (sample, target) pairs; None: stack them
@@ -98,9 +103,9 @@ class Task:
         and "weights")."""
         raise NotImplementedError
 
-    def predict_inputs(self, sources: list[Path]) -> PredictInputs:
-        """The files to predict among the command line's files, folders and list files; a
-        UserError for a source that holds none."""
+    def predict_inputs(self, sources: list[str]) -> PredictInputs:
+        """The inputs to predict among the command line's arguments (files, folders, list
+        files; texts); a UserError for a source that holds none."""
         raise NotImplementedError
 
     def predict_batch(self, inputs: list):

@@ -7,6 +7,7 @@ from pathlib import Path
 from ..config.extras import load_implementations
 from ..config.schema import Config, RunConfig, config_yaml, update_config_yaml
 from ..data.loaders import Placement, build_loaders
+from ..data.spec import DataSpec
 from ..datasets import dataset_info
 from ..errors import StoppedEarly, UserError, user_message
 {%- if cookiecutter.insight == "yes" %}
@@ -42,6 +43,7 @@ from .resume import (
     restore_run_state,
     save_run_state,
     write_split_file,
+    write_tokenizer_file,
 )
 from .validation import validate
 
@@ -75,7 +77,7 @@ def start_and_fit(config: Config, runtime: Runtime, run_dir: Path, stop: StopReq
     check_loggers_can_start(config)
     runtime.barrier()  # every rank checks the folder before rank 0 writes into it
     log.info("training on %s, world size %d", runtime.device, runtime.world_size)
-    training = build_training(config, runtime, log, recorded_split(state, config.data))
+    training = build_training(config, runtime, log, state)
     if state is not None:
         restore_run_state(training, state, resume_from, runtime.rank)
         log.info("resumed from %s in epoch %s, step %d", resume_from, *resume_point(state))
@@ -85,6 +87,7 @@ def start_and_fit(config: Config, runtime: Runtime, run_dir: Path, stop: StopReq
         in_place = continues_in_place(run_dir, resume_from)
         open_run_folder(config, run_dir, not in_place, log)
         write_split_file(run_dir, training.split_record)
+        write_tokenizer_file(run_dir, training.spec)
         loggers = build_loggers(config, run_dir, training.spec, state if in_place else None)
     try:
         fit(config, runtime, training, run_dir, loggers, stop, log)
@@ -100,10 +103,13 @@ def what_was_saved(run_dir: Path) -> str:
     return "no checkpoint was saved yet"
 
 
-def build_training(config: Config, runtime: Runtime, log, recorded: dict | None = None) -> Training:
-    """Data, task, model and optimisation; `recorded`: the split a resumed checkpoint recorded."""
+def build_training(config: Config, runtime: Runtime, log, state: dict | None = None) -> Training:
+    """Data, task, model and optimisation; `state`: the checkpoint a run resumes, whose recorded
+    split and learned data facts (a tokenizer) it keeps."""
     dataset = dataset_info(config.data.dataset)
-    splits, spec = dataset.build(config.data, True, recorded)
+    recorded = recorded_split(state, config.data)
+    trained_spec = None if state is None else DataSpec.from_dict(state["data_spec"])
+    splits, spec = dataset.build(config.data, True, recorded, trained_spec)
     check_has_validation_samples(splits["val"])
     task = build_task(dataset.task, config, spec, splits["train"], runtime.device)
     placement = Placement(
@@ -114,8 +120,9 @@ def build_training(config: Config, runtime: Runtime, log, recorded: dict | None 
         worker_init=ignore_stop_signals,  # stopping is the training process's business
     )
     collate_fns = (task.collate_fn(), task.eval_collate_fn())
+    sampler = task.training_sampler(splits["train"], runtime.rank, runtime.world_size)
     train_loader, val_loader = build_loaders(
-        splits["train"], splits["val"], spec, config.data, collate_fns, placement
+        splits["train"], splits["val"], spec, config.data, collate_fns, placement, sampler
     )
     model = build_model(config.model.model, spec, config.model.pretrained)
     initialise_weights(model, config.model.init)

@@ -13,7 +13,8 @@ def memory_format(config: ModelConfig) -> torch.memory_format:
 
 
 def initialise_weights(model: nn.Module, scheme: str) -> None:
-    """Re-initialise conv and linear weights; norms get weight 1 / bias 0, biases 0.
+    """Re-initialise conv, linear, embedding, recurrent and attention weights (an embedding's
+    padding row stays zero); norms get weight 1 / bias 0, biases 0.
 
     "default" keeps PyTorch's own per-layer initialisation.
     """
@@ -27,6 +28,17 @@ def initialise_weights(model: nn.Module, scheme: str) -> None:
         elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+            init_weight(module.weight, scheme, is_conv=False)
+            if module.padding_idx is not None:
+                nn.init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, (nn.RNNBase, nn.MultiheadAttention)):
+            # Their weight matrices are parameters of the module itself, not nn.Linear children.
+            for name, parameter in module.named_parameters(recurse=False):
+                if "weight" in name:
+                    init_weight(parameter, scheme, is_conv=False)
+                elif "bias" in name:
+                    nn.init.zeros_(parameter)
 
 
 def init_weight(weight, scheme: str, is_conv: bool) -> None:

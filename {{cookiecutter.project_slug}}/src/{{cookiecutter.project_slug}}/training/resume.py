@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..config.schema import Config, DataConfig
-from ..data.spec import class_differences
+from ..data.spec import DataSpec, class_differences
 from ..datasets import dataset_info, image_size_of
 from ..errors import UserError
 from ..runs.checkpoint import (
@@ -20,6 +20,7 @@ from ..runs.checkpoint import (
     unwrap,
 )
 from ..runs.runtime import Runtime
+from ..tasks import declaration
 from .ema import ExponentialMovingAverage
 from .loop import Training
 
@@ -93,6 +94,13 @@ def write_split_file(run_dir: Path, record: dict | None) -> None:
         (run_dir / "split.json").write_text(text, encoding="utf-8")
 
 
+def write_tokenizer_file(run_dir: Path, spec: DataSpec) -> None:
+    """The run's tokenizer, where it has one, as tokenizer.json (its copy of record is the
+    checkpoint's)."""
+    if spec.tokenizer is not None:
+        (run_dir / "tokenizer.json").write_text(spec.tokenizer, encoding="utf-8")
+
+
 def load_resumable(path: Path, config: Config) -> dict:
     """The run state to resume from, refused before any data is read if it cannot fit."""
     state = load_checkpoint(path)
@@ -108,6 +116,10 @@ def load_resumable(path: Path, config: Config) -> dict:
         "seed": config.data.seed,
         "val_fraction": config.data.val_fraction,
     }
+    task = declaration(dataset_info(config.data.dataset).task)
+    for flag in task.fixed_on_resume:
+        value = getattr(config.data, flag)
+        current[flag] = str(value) if isinstance(value, Path) else value
     saved = {"ema": 0.0, "balanced_sampling": False, **saved}  # checkpoints from before them
     differences = [
         f"--{flag.replace('_', '-')} {saved.get(flag)}"

@@ -88,16 +88,3 @@ class ImageFiles(ImageFileDataset):
         except Exception as error:  # Pillow raises many types for broken files
             return None, first_line(error)
         return self.transform(image), ""
-
-
-def top_classes(probabilities: torch.Tensor, class_names, k: int) -> list[tuple[str, float]]:
-    values, indices = probabilities.topk(k)
-    ranked = zip(indices.tolist(), values.tolist(), strict=True)
-    return [(class_names[index], value) for index, value in ranked]
-
-
-def prediction_row(ranked: list[tuple[str, float]]) -> tuple[list[str], str]:
-    """The CSV cells class, probability and top_k, and the console line."""
-    (name, probability), top_k = ranked[0], ";".join(f"{n}:{p:.6f}" for n, p in ranked)
-    shown = ", ".join(f"{n} {p:.4f}" for n, p in ranked)
-    return [name, f"{probability:.6f}", top_k], shown

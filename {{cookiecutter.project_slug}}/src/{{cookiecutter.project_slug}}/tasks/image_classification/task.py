@@ -1,24 +1,19 @@
 """Image classification through the engine's seam (tasks/base.py)."""
 
-import logging
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset, default_collate
-from torchmetrics import CatMetric, MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torch.utils.data import default_collate
 from torchvision.transforms import v2
 
-from ...data.image_datasets import training_labels
+from ...data.labels import loss_class_weights
 from ...data.sampling import derived_seed, seeded_cpu_rng
-from ...data.spec import DataSpec, per_class
-from ...errors import UserError
-from ..base import OnnxSignature, PredictInputs, Task, Validation
+from ...data.spec import DataSpec
+from ..base import OnnxSignature, PredictInputs, Task
+from ..classification import ClassificationScores, prediction_row, top_classes
 from . import DECLARATION
-from .prediction import image_inputs, prediction_row, top_classes
-
-log = logging.getLogger("train.task")
+from .prediction import image_inputs
 
 # MixUp and CutMix draw from a seed of their own, derived from the batch's sample seeds.
 MIX_SALT = 0x4D49
@@ -44,58 +39,6 @@ class BatchCollator:
             return images, labels
         with seeded_cpu_rng(derived_seed(MIX_SALT, *seeds.tolist())):
             return self.mix(images, labels)
-
-
-class ClassificationScores(Validation):
-    """Plain cross-entropy (whatever the training recipe, so val_loss compares across runs),
-    top-1 (top-5), per-class accuracy and the confusion matrix; with `keep_predictions`, every
-    sample's class probabilities and target too (gathering them is a collective)."""
-
-    def __init__(self, num_classes: int, device: torch.device, keep_predictions: bool) -> None:
-        metrics = {
-            "val_acc": MulticlassAccuracy(num_classes, average="micro"),
-            "val_confusion": MulticlassConfusionMatrix(num_classes),
-        }
-        if num_classes > 5:
-            metrics["val_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-        self.metrics = MetricCollection(metrics).to(device)
-        self.mean_loss = MeanMetric().to(device)
-        self.keep_predictions = keep_predictions
-        self.probabilities, self.labels = CatMetric().to(device), CatMetric().to(device)
-
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        logits = outputs.float()
-        self.mean_loss.update(nn.functional.cross_entropy(logits, targets, reduction="none"))
-        self.metrics.update(logits, targets)
-        if self.keep_predictions:
-            self.probabilities.update(logits.softmax(dim=1))
-            self.labels.update(targets)
-
-    def compute(self) -> dict:
-        results = {name: value.cpu() for name, value in self.metrics.compute().items()}
-        summary = {
-            "val_loss": float(self.mean_loss.compute()),
-            "val_acc": float(results["val_acc"]),
-        }
-        if "val_top5" in results:
-            summary["val_top5"] = float(results["val_top5"])
-        summary["per_class_acc"] = per_class_accuracy(results["val_confusion"])
-        summary["confusion_matrix"] = results["val_confusion"]  # a tensor: one row per true class
-        if self.keep_predictions:
-            summary["probabilities"] = self.probabilities.compute().cpu()
-            summary["targets"] = self.labels.compute().cpu().long().reshape(-1)  # never 0-d
-        return summary
-
-
-def per_class_accuracy(confusion: torch.Tensor) -> list[float | None]:
-    """Each class's recall from the confusion matrix; None for a class without images (its
-    accuracy is unknown, not 0)."""
-    images = confusion.sum(dim=1)
-    correct = confusion.diagonal()
-    return [
-        float(right) / float(count) if count else None
-        for right, count in zip(correct.tolist(), images.tolist(), strict=True)
-    ]
 
 
 class ImageClassification(Task):
@@ -159,8 +102,8 @@ class ImageClassification(Task):
         batch = torch.export.Dim("batch", min=1, max=4096)
         return OnnxSignature(("images",), ("logits",), ({0: batch},))
 
-    def predict_inputs(self, sources: list[Path]) -> PredictInputs:
-        return image_inputs(sources, self.spec)
+    def predict_inputs(self, sources: list[str]) -> PredictInputs:
+        return image_inputs([Path(source) for source in sources], self.spec)
 
     def predict_batch(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(inputs)
@@ -169,23 +112,6 @@ class ImageClassification(Task):
         probabilities = outputs.float().softmax(dim=1).cpu()
         names = self.spec.class_names
         return [prediction_row(top_classes(row, names, top_k)) for row in probabilities]
-
-
-def loss_class_weights(choice: str, dataset: Dataset, class_names) -> torch.Tensor | None:
-    """--class-weights: None, or N / (C * count) per class, which averages 1 over the samples."""
-    if choice == "none":
-        return None
-    counts = torch.bincount(training_labels(dataset), minlength=len(class_names))
-    for name, count in zip(class_names, counts.tolist(), strict=True):
-        if count == 0:
-            raise UserError(
-                f"class {name} has no training samples, so --class-weights auto cannot weigh "
-                "it: add training images of it, or train with --class-weights none"
-            )
-    weights = counts.sum() / (len(class_names) * counts.double())
-    shown = [f"{weight:.3g}" for weight in weights.tolist()]
-    log.info("class weights (inverse frequency): %s", per_class(class_names, shown))
-    return weights.float()
 
 
 def build(config, spec: DataSpec, train_split, device) -> ImageClassification:

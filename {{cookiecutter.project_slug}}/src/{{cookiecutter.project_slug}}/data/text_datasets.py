@@ -1,0 +1,69 @@
+"""Texts as token id sequences, encoded once when the data is built, and the spec that carries
+their tokenizer."""
+
+import logging
+
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import UserError
+from .spec import DataSpec
+from .tokenizer import encode, read_tokenizer, tokenizer_from_json, train_tokenizer
+
+log = logging.getLogger("train.data")
+
+
+class EncodedTexts(Dataset):
+    """Item i: (text i's token ids as a tensor, its class index). `lengths` lets a sampler batch
+    texts of similar lengths; `texts` keeps the words for reports."""
+
+    def __init__(self, texts: list[str], labels: list[int], ids: list[list[int]]) -> None:
+        self.texts, self.labels, self.ids = texts, labels, ids
+        self.lengths = [len(sequence) for sequence in ids]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return torch.tensor(self.ids[index]), self.labels[index]
+
+
+def text_spec(config, class_names, train_texts: list[str], trained_spec) -> DataSpec:
+    """The trained run's spec when there is one (its tokenizer is never trained again), else a
+    tokenizer read from --tokenizer or trained on the training texts."""
+    given = None if config.tokenizer is None else read_tokenizer(config.tokenizer)
+    if trained_spec is not None:
+        if given is not None and given.to_str() != trained_spec.tokenizer:
+            raise UserError(
+                f"--tokenizer {config.tokenizer} is not the tokenizer the checkpoint was trained "
+                "with: resume with the run's own tokenizer.json, or start a new --name"
+            )
+        return trained_spec
+    tokenizer = given or train_tokenizer(train_texts, config.tokenizer_model, config.vocab_size)
+    return DataSpec(
+        tuple(class_names),
+        tokenizer=tokenizer.to_str(),
+        vocab_size=tokenizer.get_vocab_size(),
+        max_length=config.max_length,
+    )
+
+
+def encoded_splits(pairs: dict[str, list[tuple[str, str]]], spec: DataSpec) -> dict:
+    """Each split's (text, label name) pairs encoded with the spec's tokenizer; train.log counts
+    the texts cut to --max-length."""
+    tokenizer = tokenizer_from_json(spec.tokenizer)
+    index_of = {name: index for index, name in enumerate(spec.class_names)}
+    splits = {}
+    for name, rows in pairs.items():
+        texts = [text for text, _ in rows]
+        ids, cut = encode(tokenizer, texts, spec.max_length)
+        if cut:
+            log.warning(
+                "%s split: %d of %d texts are longer than --max-length %d tokens and were cut",
+                name,
+                cut,
+                len(texts),
+                spec.max_length,
+            )
+        splits[name] = EncodedTexts(texts, [index_of[label] for _, label in rows], ids)
+    return splits

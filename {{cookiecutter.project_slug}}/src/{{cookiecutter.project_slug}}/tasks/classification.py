@@ -1,0 +1,74 @@
+"""Validation scores every classification task shares: loss, accuracy, per-class accuracy and
+the confusion matrix, reduced across DDP ranks by torchmetrics."""
+
+import torch
+from torch import nn
+from torchmetrics import CatMetric, MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from .base import Validation
+
+
+class ClassificationScores(Validation):
+    """Plain cross-entropy (whatever the training recipe, so val_loss compares across runs),
+    top-1 (top-5), per-class accuracy and the confusion matrix; with `keep_predictions`, every
+    sample's class probabilities and target too (gathering them is a collective)."""
+
+    def __init__(self, num_classes: int, device: torch.device, keep_predictions: bool) -> None:
+        metrics = {
+            "val_acc": MulticlassAccuracy(num_classes, average="micro"),
+            "val_confusion": MulticlassConfusionMatrix(num_classes),
+        }
+        if num_classes > 5:
+            metrics["val_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+        self.metrics = MetricCollection(metrics).to(device)
+        self.mean_loss = MeanMetric().to(device)
+        self.keep_predictions = keep_predictions
+        self.probabilities, self.labels = CatMetric().to(device), CatMetric().to(device)
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        logits = outputs.float()
+        self.mean_loss.update(nn.functional.cross_entropy(logits, targets, reduction="none"))
+        self.metrics.update(logits, targets)
+        if self.keep_predictions:
+            self.probabilities.update(logits.softmax(dim=1))
+            self.labels.update(targets)
+
+    def compute(self) -> dict:
+        results = {name: value.cpu() for name, value in self.metrics.compute().items()}
+        summary = {
+            "val_loss": float(self.mean_loss.compute()),
+            "val_acc": float(results["val_acc"]),
+        }
+        if "val_top5" in results:
+            summary["val_top5"] = float(results["val_top5"])
+        summary["per_class_acc"] = per_class_accuracy(results["val_confusion"])
+        summary["confusion_matrix"] = results["val_confusion"]  # a tensor: one row per true class
+        if self.keep_predictions:
+            summary["probabilities"] = self.probabilities.compute().cpu()
+            summary["targets"] = self.labels.compute().cpu().long().reshape(-1)  # never 0-d
+        return summary
+
+
+def per_class_accuracy(confusion: torch.Tensor) -> list[float | None]:
+    """Each class's recall from the confusion matrix; None for a class without images (its
+    accuracy is unknown, not 0)."""
+    images = confusion.sum(dim=1)
+    correct = confusion.diagonal()
+    return [
+        float(right) / float(count) if count else None
+        for right, count in zip(correct.tolist(), images.tolist(), strict=True)
+    ]
+
+
+def top_classes(probabilities: torch.Tensor, class_names, k: int) -> list[tuple[str, float]]:
+    values, indices = probabilities.topk(k)
+    ranked = zip(indices.tolist(), values.tolist(), strict=True)
+    return [(class_names[index], value) for index, value in ranked]
+
+
+def prediction_row(ranked: list[tuple[str, float]]) -> tuple[list[str], str]:
+    """The CSV cells class, probability and top_k, and the console line."""
+    (name, probability), top_k = ranked[0], ";".join(f"{n}:{p:.6f}" for n, p in ranked)
+    shown = ", ".join(f"{n} {p:.4f}" for n, p in ranked)
+    return [name, f"{probability:.6f}", top_k], shown
