@@ -15,14 +15,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "image_classifier"  # the slug the template's default project name gives
 
 
-def render_project(output_dir: Path, scratch: Path) -> Path:
-    """Render the template with every default answer (all options on), as a user would."""
+def render_project(output_dir: Path, scratch: Path, *answers: str) -> Path:
+    """Render the template with every default answer (all options on), as a user would, but
+    for `answers` ("task=text_classification", ...)."""
     shutil.rmtree(output_dir, ignore_errors=True)
     tmp = scratch / "tmp"  # cookiecutter writes rendered hook scripts to $TMPDIR
     tmp.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "cookiecutter", str(ROOT), "--no-input", "-o", str(output_dir)]
     subprocess.run(
-        [*command, "init_git=no"],
+        [*command, "init_git=no", *answers],
         check=True,
         stdout=subprocess.DEVNULL,
         env={**os.environ, "TMPDIR": str(tmp)},

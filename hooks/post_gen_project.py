@@ -57,6 +57,8 @@ def unselected_paths(answers: dict) -> list[str]:
 
 
 TASK_TEST_PREFIXES = {"text_classification": "test_text_"}
+# Each task's default recipe, for train --config.
+TASK_RECIPES = {"image_classification": "digits.yaml", "text_classification": "languages.yaml"}
 # The data/ modules only one task reads.
 TASK_DATA_MODULES = {
     "image_classification": (
@@ -86,6 +88,7 @@ def other_tasks_paths(answers: dict, package: Path) -> list[Path]:
     for task, data_modules in TASK_DATA_MODULES.items():
         if task != chosen:
             paths += [package / "data" / f"{module}.py" for module in data_modules]
+            paths.append(Path("configs") / TASK_RECIPES[task])
     return paths + other_tasks_tests(chosen, Path("tests"))
 
 

@@ -37,6 +37,7 @@ PRELOADED = (
     "torchvision.transforms.v2",
     "torchmetrics",
     "torchinfo",
+    "tokenizers",
     "sklearn.datasets",
     "matplotlib.pyplot",
     "onnx",

@@ -35,6 +35,7 @@ SHARDS = {
         "test_train_matrix.py",
         "test_project_suites.py",
         "test_task_seam.py",
+        "test_text_task.py",
         "test_extending.py",
         "test_reference_metrics.py",
         "test_kept_checkpoints.py",
@@ -90,19 +91,7 @@ def expected_files(answers: dict) -> set[str]:
         "README.md",
         "ARCHITECTURE.md",
         "pyproject.toml",
-        "configs/digits.yaml",
         "tests/conftest.py",
-        "tests/test_train.py",
-        "tests/test_config.py",
-        "tests/test_bad_input.py",
-        "tests/test_data.py",
-        "tests/test_engine.py",
-        "tests/test_evaluate.py",
-        "tests/test_predict.py",
-        "tests/test_image_folder.py",
-        "tests/test_models.py",
-        "tests/test_recipe.py",
-        "tests/test_imbalanced.py",
         f"{package}/__init__.py",
         f"{package}/errors.py",
         f"{package}/train.py",
@@ -115,27 +104,14 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/config/extras.py",
         f"{package}/data/__init__.py",
         f"{package}/data/spec.py",
+        f"{package}/data/labels.py",
         f"{package}/data/sampling.py",
         f"{package}/data/loaders.py",
-        f"{package}/data/transforms.py",
-        f"{package}/data/image_datasets.py",
-        f"{package}/data/image_files.py",
-        f"{package}/data/class_folders.py",
-        f"{package}/data/image_check.py",
         f"{package}/datasets/__init__.py",
-        f"{package}/datasets/digits.py",
-        f"{package}/datasets/fake.py",
-        f"{package}/datasets/cifar10.py",
-        f"{package}/datasets/image_folder.py",
         f"{package}/models/__init__.py",
-        f"{package}/models/simple_cnn.py",
-        f"{package}/models/mlp.py",
-        f"{package}/models/resnet18.py",
         f"{package}/tasks/__init__.py",
         f"{package}/tasks/base.py",
-        f"{package}/tasks/image_classification/__init__.py",
-        f"{package}/tasks/image_classification/task.py",
-        f"{package}/tasks/image_classification/prediction.py",
+        f"{package}/tasks/classification.py",
         f"{package}/runs/__init__.py",
         f"{package}/runs/checkpoint.py",
         f"{package}/runs/folder.py",
@@ -156,42 +132,124 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/loggers/base.py",
         f"{package}/loggers/metrics_file.py",
     }
+    if answers.get("task", "image_classification") == "text_classification":
+        files |= text_task_files(answers, package)
+    else:
+        files |= image_task_files(answers, package)
     if answers["license"] != "none":
         files.add("LICENSE")
     if uses_tensorboard(answers):
-        files |= {f"{package}/loggers/tensorboard_logger.py", "tests/test_tensorboard.py"}
+        files.add(f"{package}/loggers/tensorboard_logger.py")
     if uses_wandb(answers):
         files.add(f"{package}/loggers/wandb_logger.py")
     if answers["sweeps"] == "yes":
-        files |= {f"{package}/sweep.py", "configs/sweep.yaml", "tests/test_sweep.py"}
+        files |= {f"{package}/sweep.py", "configs/sweep.yaml"}
         files |= {f"{package}/sweeps/{name}.py" for name in ("__init__", "space", "study", "trial")}
         if uses_wandb(answers):
-            files |= {"configs/wandb_sweep.yaml", "tests/test_wandb_sweep.py"}
+            files.add("configs/wandb_sweep.yaml")
     if answers["insight"] == "yes":
         files |= {f"{package}/insight/{name}.py" for name in ("__init__", "cam", "finished_run")}
-        files |= {f"{package}/loggers/cam_files.py", "tests/test_cam.py", "tests/test_insight.py"}
+        files.add(f"{package}/loggers/cam_files.py")
+    if answers["insight"] == "yes" or uses_tensorboard(answers):  # class names on pictures
+        files.add(f"{package}/loggers/pictures.py")
+    if uses_ddp(answers):
+        files |= {f"{package}/runs/distributed.py", f"{package}/launch.py", "slurm/train.sbatch"}
+    if uses_dp(answers):
+        files.add(f"{package}/runs/data_parallel.py")
+    if answers["onnx_export"] == "yes":
+        files |= {f"{package}/export.py", f"{package}/runs/onnx_model.py"}
+        files.add(f"{package}/loggers/onnx_export.py")
+    if answers["ci"] == "github":
+        files.add(".github/workflows/ci.yml")
+    if answers["pre_commit"] == "yes":
+        files.add(".pre-commit-config.yaml")
+    return files
+
+
+def image_task_files(answers: dict, package: str) -> set[str]:
+    files = {
+        "configs/digits.yaml",
+        "tests/test_train.py",
+        "tests/test_config.py",
+        "tests/test_bad_input.py",
+        "tests/test_data.py",
+        "tests/test_engine.py",
+        "tests/test_evaluate.py",
+        "tests/test_predict.py",
+        "tests/test_image_folder.py",
+        "tests/test_models.py",
+        "tests/test_recipe.py",
+        "tests/test_imbalanced.py",
+        f"{package}/data/transforms.py",
+        f"{package}/data/image_datasets.py",
+        f"{package}/data/image_files.py",
+        f"{package}/data/class_folders.py",
+        f"{package}/data/image_check.py",
+        f"{package}/datasets/digits.py",
+        f"{package}/datasets/fake.py",
+        f"{package}/datasets/cifar10.py",
+        f"{package}/datasets/image_folder.py",
+        f"{package}/models/simple_cnn.py",
+        f"{package}/models/mlp.py",
+        f"{package}/models/resnet18.py",
+        f"{package}/tasks/image_classification/__init__.py",
+        f"{package}/tasks/image_classification/task.py",
+        f"{package}/tasks/image_classification/prediction.py",
+    }
+    if uses_tensorboard(answers):
+        files.add("tests/test_tensorboard.py")
+    if answers["sweeps"] == "yes":
+        files.add("tests/test_sweep.py")
+        if uses_wandb(answers):
+            files.add("tests/test_wandb_sweep.py")
+    if answers["insight"] == "yes":
+        files |= {"tests/test_cam.py", "tests/test_insight.py"}
         if uses_tensorboard(answers):
             files |= {"tests/test_insight_tensorboard.py", "tests/test_cam_tensorboard.py"}
         if uses_wandb(answers):
             files |= {"tests/test_insight_wandb.py", "tests/test_cam_wandb.py"}
             files.add("tests/offline_wandb.py")
-    if answers["insight"] == "yes" or uses_tensorboard(answers):  # class names on pictures
-        files |= {f"{package}/loggers/pictures.py", "tests/test_pictures.py"}
+    if answers["insight"] == "yes" or uses_tensorboard(answers):
+        files.add("tests/test_pictures.py")
     if answers["mixed_precision"] == "yes":
         files.add("tests/test_amp.py")
     if uses_ddp(answers):
-        files |= {f"{package}/runs/distributed.py", f"{package}/launch.py", "slurm/train.sbatch"}
         files.add("tests/test_distributed.py")
     if uses_dp(answers):
-        files |= {f"{package}/runs/data_parallel.py", "tests/test_data_parallel.py"}
+        files.add("tests/test_data_parallel.py")
     if answers["onnx_export"] == "yes":
-        files |= {f"{package}/export.py", f"{package}/runs/onnx_model.py"}
-        files.add(f"{package}/loggers/onnx_export.py")
         files |= {"tests/test_export.py", "tests/test_predict_onnx.py"}
-    if answers["ci"] == "github":
-        files.add(".github/workflows/ci.yml")
-    if answers["pre_commit"] == "yes":
-        files.add(".pre-commit-config.yaml")
+    return files
+
+
+def text_task_files(answers: dict, package: str) -> set[str]:
+    files = {
+        "configs/languages.yaml",
+        "tests/test_text_files.py",
+        "tests/test_text_models.py",
+        "tests/test_text_data.py",
+        "tests/test_text_train.py",
+        "tests/test_text_bad_input.py",
+        f"{package}/data/bucketing.py",
+        f"{package}/data/text_datasets.py",
+        f"{package}/data/text_files.py",
+        f"{package}/data/text_tables.py",
+        f"{package}/data/tokenizer.py",
+        f"{package}/datasets/languages.py",
+        f"{package}/datasets/text_files.py",
+        f"{package}/models/bag_of_embeddings.py",
+        f"{package}/models/bigru.py",
+        f"{package}/models/transformer.py",
+        f"{package}/tasks/text_classification/__init__.py",
+        f"{package}/tasks/text_classification/task.py",
+        f"{package}/tasks/text_classification/prediction.py",
+    }
+    if answers["insight"] == "yes":
+        files.add("tests/test_text_insight.py")
+    if uses_ddp(answers):
+        files.add("tests/test_text_distributed.py")
+    if answers["onnx_export"] == "yes":
+        files.add("tests/test_text_export.py")
     return files
 
 

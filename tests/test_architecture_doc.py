@@ -13,7 +13,8 @@ from options import SLUG
 
 MINIMAL = {"logger": "none", "mixed_precision": "no", "multi_gpu": "none", "onnx_export": "no"}
 MINIMAL |= {"sweeps": "no", "insight": "no"}
-RENDERS = {"default": {}, "minimal": MINIMAL}
+TEXT = {"task": "text_classification"}
+RENDERS = {"default": {}, "minimal": MINIMAL, "text": TEXT, "text-minimal": MINIMAL | TEXT}
 # A module as the document names it: by its path in the package (`training/fit.py`), or by its
 # file name alone (`fit.py`) where the text around it says which folder.
 MODULE = re.compile(r"(?<![\w./-])((?:\w+/)*\w+\.py)\b")
