@@ -19,17 +19,19 @@ def unselected_paths(answers: dict) -> list[str]:
     if logger not in ("tensorboard", "both"):
         paths.append(f"{package}/loggers/tensorboard_logger.py")
         paths += ["tests/test_tensorboard.py", "tests/test_insight_tensorboard.py"]
-        paths.append("tests/test_cam_tensorboard.py")
+        paths += ["tests/test_cam_tensorboard.py", "tests/test_text_insight_tensorboard.py"]
     if logger not in ("wandb", "both"):
         paths.append(f"{package}/loggers/wandb_logger.py")
         paths += ["configs/wandb_sweep.yaml", "tests/test_wandb_sweep.py", "tests/offline_wandb.py"]
         paths += ["tests/test_insight_wandb.py", "tests/test_cam_wandb.py"]
+        paths.append("tests/test_text_insight_wandb.py")
     if answers["mixed_precision"] != "yes":
         paths.append("tests/test_amp.py")
     if multi_gpu not in ("ddp", "both"):
         paths.append(f"{package}/runs/distributed.py")
         paths.append(f"{package}/launch.py")
         paths.append("tests/test_distributed.py")
+        paths.append("tests/test_text_distributed.py")
         paths.append("slurm")
     if multi_gpu not in ("dp", "both"):
         paths.append(f"{package}/runs/data_parallel.py")
@@ -37,7 +39,7 @@ def unselected_paths(answers: dict) -> list[str]:
     if answers["onnx_export"] != "yes":
         paths += [f"{package}/export.py", f"{package}/runs/onnx_model.py"]
         paths.append(f"{package}/loggers/onnx_export.py")
-        paths += ["tests/test_export.py", "tests/test_predict_onnx.py"]
+        paths += ["tests/test_export.py", "tests/test_predict_onnx.py", "tests/test_text_export.py"]
     if answers["sweeps"] != "yes":
         paths += [f"{package}/sweep.py", f"{package}/sweeps"]
         paths += ["configs/sweep.yaml", "configs/wandb_sweep.yaml"]
@@ -47,6 +49,8 @@ def unselected_paths(answers: dict) -> list[str]:
         paths += ["tests/test_cam.py", "tests/test_cam_tensorboard.py", "tests/test_cam_wandb.py"]
         paths += ["tests/test_insight.py", "tests/test_insight_tensorboard.py"]
         paths += ["tests/test_insight_wandb.py", "tests/offline_wandb.py"]
+        paths += ["tests/test_text_insight.py", "tests/test_text_insight_tensorboard.py"]
+        paths.append("tests/test_text_insight_wandb.py")
         if logger not in ("tensorboard", "both"):  # nothing else draws class names
             paths += [f"{package}/loggers/pictures.py", "tests/test_pictures.py"]
     if answers["ci"] != "github":

@@ -150,6 +150,8 @@ def expected_files(answers: dict) -> set[str]:
     if answers["insight"] == "yes":
         files |= {f"{package}/insight/{name}.py" for name in ("__init__", "cam", "finished_run")}
         files.add(f"{package}/loggers/cam_files.py")
+        if uses_wandb(answers):
+            files.add("tests/offline_wandb.py")
     if answers["insight"] == "yes" or uses_tensorboard(answers):  # class names on pictures
         files.add(f"{package}/loggers/pictures.py")
     if uses_ddp(answers):
@@ -208,7 +210,6 @@ def image_task_files(answers: dict, package: str) -> set[str]:
             files |= {"tests/test_insight_tensorboard.py", "tests/test_cam_tensorboard.py"}
         if uses_wandb(answers):
             files |= {"tests/test_insight_wandb.py", "tests/test_cam_wandb.py"}
-            files.add("tests/offline_wandb.py")
     if answers["insight"] == "yes" or uses_tensorboard(answers):
         files.add("tests/test_pictures.py")
     if answers["mixed_precision"] == "yes":
@@ -246,6 +247,10 @@ def text_task_files(answers: dict, package: str) -> set[str]:
     }
     if answers["insight"] == "yes":
         files.add("tests/test_text_insight.py")
+        if uses_tensorboard(answers):
+            files.add("tests/test_text_insight_tensorboard.py")
+        if uses_wandb(answers):
+            files.add("tests/test_text_insight_wandb.py")
     if uses_ddp(answers):
         files.add("tests/test_text_distributed.py")
     if answers["onnx_export"] == "yes":

@@ -28,7 +28,7 @@ SHORT_TEXT_RUN = [
     "--vocab-size",
     "300",
     "--batch-size",
-    "128",
+    "64",
     "--epochs",
     "2",
     "--warmup-epochs",

@@ -29,7 +29,7 @@ class ToySequences(Dataset):
         return self.sequences[index], int(self.labels[index])
 
 
-def build(config, augment: bool, recorded_split: dict | None):
+def build(config, augment: bool, recorded_split: dict | None, trained_spec=None):
     spec = DataSpec(CLASSES)  # token sequences: no image shape or normalisation
     return {"train": ToySequences(256, seed=1), "val": ToySequences(64, seed=2)}, spec
 

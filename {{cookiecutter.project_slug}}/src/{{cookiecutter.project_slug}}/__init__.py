@@ -1,3 +1,3 @@
-"""Training, evaluation and export for the {{ cookiecutter.project_slug }} image classifiers."""
+"""Train, evaluate, predict with and export {{ cookiecutter.task | replace("_", " ") }} models."""
 
 __version__ = "{{ cookiecutter.version }}"

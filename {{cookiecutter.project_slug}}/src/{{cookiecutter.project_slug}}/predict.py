@@ -29,15 +29,15 @@ from .config.flags import (
     positive_int,
 )
 from .config.parser import saved_config
+from .config.schema import DEFAULT_DATASET
 from .data.spec import DataSpec
 from .datasets import dataset_info
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
 from .models import build_model
 from .runs.checkpoint import load_checkpoint, load_model_weights
-from .runs.runtime import resolve_device
-from .tasks import build_task, task_names
+from .runs.runtime import resolve_device, to_device
+from .tasks import build_task, declaration, task_names
 from .tasks.base import PredictInputs, Task
-from .training.loop import to_device
 
 # Present only in projects generated with the onnx_export option.
 ONNX_BACKEND = f"{__package__}.runs.onnx_model"
@@ -45,17 +45,16 @@ LISTED = 5  # file names quoted in one line
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The project's task (its default dataset's) names the inputs.
+    inputs = declaration(dataset_info(DEFAULT_DATASET).task).predict_help
     parser = ConfigParser(
         prog="predict",
-        description="Top-k classes of image files from a checkpoint or an exported model.onnx.",
+        description=f"Top-k classes of {inputs.sources} from a checkpoint or an exported "
+        "model.onnx.",
         formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="IMAGES",
-        help="image files, folders (their images, recursively) or list files (one path per line, "
-        "relative to the list file; blank lines and lines starting with # are skipped)",
+        "inputs", nargs="+", metavar=f"{inputs.unit.upper()}S", help=inputs.arguments
     )
     parser.add_argument(
         "--checkpoint",
@@ -65,16 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(in projects generated with the onnx_export option)",
     )
     parser.add_argument(
-        "--top-k", type=positive_int, default=5, help="classes per image, at most the class count"
+        "--top-k",
+        type=positive_int,
+        default=5,
+        help=f"classes per {inputs.unit}, at most the class count",
     )
     parser.add_argument("--output", type=Path, default=Path("predictions.csv"), help="CSV file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per batch")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, help=f"{inputs.unit}s per batch"
+    )
     parser.add_argument(
         "--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or auto"
     )
     parser.add_argument(
-        "--num-workers", type=non_negative_int, default=0, help="processes decoding images"
+        "--num-workers", type=non_negative_int, default=0, help=f"processes reading {inputs.unit}s"
     )
     return parser
 

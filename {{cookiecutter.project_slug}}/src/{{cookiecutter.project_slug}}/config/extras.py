@@ -59,7 +59,7 @@ def add_insight_flags(parser: argparse.ArgumentParser) -> None:
         type=flags.non_negative_int,
         default=1000,
         metavar="N",
-        help="penultimate features of up to N validation images (as many per class as it "
+        help="penultimate features of up to N validation samples (as many per class as it "
         "allows when there are more) for an embedding projector (0: off)",
     )
     finished.add_argument(
@@ -67,7 +67,7 @@ def add_insight_flags(parser: argparse.ArgumentParser) -> None:
         type=flags.non_negative_int,
         default=16,
         metavar="N",
-        help="the N most confident wrong predictions as a captioned grid, mistakes.png (0: off)",
+        help="the N most confident wrong predictions, to the run folder and the loggers (0: off)",
     )
 
 

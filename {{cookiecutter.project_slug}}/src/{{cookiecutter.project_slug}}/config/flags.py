@@ -10,9 +10,11 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from ..errors import reports_mistakes
+{%- if cookiecutter.task == "image_classification" %}
 
 # Every model's stem and pooling needs at least this many pixels per side.
 MIN_IMAGE_SIZE = 8
+{%- endif %}
 
 
 class ConfigParser(argparse.ArgumentParser):
@@ -55,14 +57,17 @@ non_negative_float = number(
     float, lambda value: 0 <= value < math.inf, "zero or a positive finite number"
 )
 fraction = number(float, lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
+smoothing = number(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
+{%- if cookiecutter.task == "image_classification" %}
 image_size = number(int, lambda value: value >= MIN_IMAGE_SIZE, f"at least {MIN_IMAGE_SIZE} pixels")
 class_count = number(int, lambda value: value >= 2, "at least 2 (a classifier needs two)")
-smoothing = number(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
 crop_ratio = number(float, lambda value: 0 < value <= 1, "above 0 and at most 1")
+{%- else %}
 max_length = number(int, lambda value: value >= 2, "at least 2 (the [CLS] token and one more)")
 vocab_size = number(
     int, lambda value: value >= 300, "at least 300 (the 256 bytes, special tokens and merges)"
 )
+{%- endif %}
 ema_decay = number(float, lambda value: 0 <= value < 1, "0 (off) or a decay below 1, e.g. 0.999")
 
 

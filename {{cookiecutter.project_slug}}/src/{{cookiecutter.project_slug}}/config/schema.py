@@ -14,25 +14,34 @@ import yaml
 
 from ..datasets import dataset_names
 from ..models import model_names
+{%- if cookiecutter.task == "image_classification" %}
 from .flags import (
     class_count,
     crop_ratio,
     ema_decay,
     fraction,
     image_size,
-{%- if cookiecutter.task == "text_classification" %}
-    max_length,
-{%- endif %}
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
     run_name,
     smoothing,
-{%- if cookiecutter.task == "text_classification" %}
-    vocab_size,
-{%- endif %}
 )
+{%- else %}
+from .flags import (
+    ema_decay,
+    fraction,
+    max_length,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_name,
+    smoothing,
+    vocab_size,
+)
+{%- endif %}
 {%- if cookiecutter.task == "text_classification" %}
 
 DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_LR = "languages", "bag_of_embeddings", 1e-2
@@ -65,6 +74,7 @@ def switch(help: str):
 
 @dataclass(frozen=True)
 class DataConfig:
+{%- if cookiecutter.task == "image_classification" %}
     """What to train on, and how images become batches."""
 
     dataset: str = flag(DEFAULT_DATASET, "dataset (datasets/<name>.py)", choices=dataset_names)
@@ -103,6 +113,27 @@ class DataConfig:
     )
     mixup_alpha: float = flag(0.0, "MixUp alpha (0 disables)", type=non_negative_float)
     cutmix_alpha: float = flag(0.0, "CutMix alpha (0 disables)", type=non_negative_float)
+{%- else %}
+    """What to train on, and how texts become batches."""
+
+    dataset: str = flag(DEFAULT_DATASET, "dataset (datasets/<name>.py)", choices=dataset_names)
+    data_dir: Path | None = flag(
+        None,
+        "text_files: a folder of train.csv/.tsv/.jsonl with val. (or valid., validation.) and/or "
+        "test., one such file, or class folders of .txt files (root/train/<class>/*.txt ...)",
+        type=Path,
+    )
+    val_fraction: float = flag(
+        0.2,
+        "share of each class held out for validation when there is no val file or folder",
+        type=fraction,
+    )
+    num_workers: int | None = flag(
+        None,
+        "DataLoader worker processes (default: 0: the texts are encoded once, in memory)",
+        type=non_negative_int,
+    )
+{%- endif %}
     balanced_sampling: bool = switch(
         "draw each epoch's training samples with equal probability per class (with "
         "replacement); under DDP every rank draws a disjoint share"

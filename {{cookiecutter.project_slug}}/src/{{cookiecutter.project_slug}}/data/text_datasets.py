@@ -4,9 +4,9 @@ their tokenizer."""
 import logging
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import Dataset
 
-from ..errors import UserError
 from .spec import DataSpec
 from .tokenizer import encode, read_tokenizer, tokenizer_from_json, train_tokenizer
 
@@ -29,23 +29,35 @@ class EncodedTexts(Dataset):
 
 
 def text_spec(config, class_names, train_texts: list[str], trained_spec) -> DataSpec:
-    """The trained run's spec when there is one (its tokenizer is never trained again), else a
-    tokenizer read from --tokenizer or trained on the training texts."""
-    given = None if config.tokenizer is None else read_tokenizer(config.tokenizer)
+    """The trained run's spec when there is one: its tokenizer is the model's and is never trained
+    or read again (a --tokenizer file moved or changed since then changes nothing). Else a
+    tokenizer read from --tokenizer, or trained on the training texts."""
     if trained_spec is not None:
-        if given is not None and given.to_str() != trained_spec.tokenizer:
-            raise UserError(
-                f"--tokenizer {config.tokenizer} is not the tokenizer the checkpoint was trained "
-                "with: resume with the run's own tokenizer.json, or start a new --name"
-            )
         return trained_spec
-    tokenizer = given or train_tokenizer(train_texts, config.tokenizer_model, config.vocab_size)
+    if config.tokenizer is not None:
+        tokenizer = read_tokenizer(config.tokenizer)
+        size = tokenizer.get_vocab_size()
+        log.info("tokenizer: %d subwords read from %s", size, config.tokenizer)
+    else:
+        trained = train_tokenizer(train_texts, config.tokenizer_model, config.vocab_size)
+        tokenizer = tokenizer_from_json(rank0s_text(trained.to_str()))
     return DataSpec(
         tuple(class_names),
         tokenizer=tokenizer.to_str(),
         vocab_size=tokenizer.get_vocab_size(),
         max_length=config.max_length,
     )
+
+
+def rank0s_text(text: str) -> str:
+    """Rank 0's `text` on every DDP rank (the text itself outside DDP): WordPiece training breaks
+    ties in another order in every process (huggingface/tokenizers#1794), and every rank must
+    encode the texts as the tokenizer the checkpoint keeps does."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return text
+    shared = [text]
+    dist.broadcast_object_list(shared, src=0)
+    return shared[0]
 
 
 def encoded_splits(pairs: dict[str, list[tuple[str, str]]], spec: DataSpec) -> dict:

@@ -1,17 +1,22 @@
 """What the best checkpoint makes of the validation split, once training has finished.
 
 One float32 pass of best.pt's weights (the EMA's with --ema: what `evaluate` scores) over the
-validation split gives two views: the penultimate features of up to --embeddings images for an
-embedding projector, and the --mistakes most confident wrong predictions as a captioned
-gallery. Both go to the run folder (embeddings/, mistakes.png) and to every logger. Only the
-writing process does this, after the run's last collective, so no other rank waits for it.
+validation split gives two views: the penultimate features of up to --embeddings samples for an
+embedding projector, and the --mistakes most confident wrong predictions. The task says how a
+sample is shown (Task.shown_sample): a picture has a thumbnail beside its point and a tile in a
+captioned gallery (mistakes.png); a text labels its point and is a row of mistakes.csv. Both go
+to the run folder (embeddings/ and the mistakes) and to every logger. Only the writing process
+does this, after the run's last collective, so no other rank waits for it.
 
 The gallery's class names are drawn in a font that has their characters (pictures.label_font).
 """
 
+import csv
+import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,28 +30,31 @@ from torchvision.transforms.v2 import functional as F
 from ..config.schema import Config, RunConfig
 from ..data.labels import training_labels
 from ..data.spec import DataSpec
-from ..loggers.base import Embeddings, Mistake, RunLogger
-from ..loggers.pictures import LINE_HEIGHT, MARGIN, fitted, label_font, unnormalised
+from ..loggers.base import Embeddings, Mistake, RunLogger, one_line
+from ..loggers.pictures import LINE_HEIGHT, MARGIN, fitted, label_font
 from ..models import build_model, model_info
 from ..runs.checkpoint import load_checkpoint, load_model_weights
 from ..runs.preemption import StopRequest, ignore_stop_signals
+from ..runs.runtime import to_device
+from ..tasks.base import Task
 
 SPRITE_LIMIT = 8192  # TensorBoard's projector draws sprites up to this many pixels a side
 THUMBNAIL_SIDE = 32  # the largest sprite thumbnail
 TILE_SIDE = 96  # a gallery image, enlarged or reduced to this
 CAPTION_LINES = 3
+POINT_LABEL_CHARACTERS = 80  # a text beside its point, cut to this
+MISTAKE_FILES = ("mistakes.png", "mistakes.csv")  # pictures', texts'
 
 
 @dataclass(frozen=True)
 class SplitPredictions:
-    """Every validation image's class and prediction, plus the features and thumbnails of the
-    embedded ones, in split order."""
+    """Every validation sample's class and prediction, plus the features of the embedded ones,
+    in split order."""
 
     targets: torch.Tensor
     predictions: torch.Tensor
     confidences: torch.Tensor  # the probability of the predicted class
     features: torch.Tensor
-    thumbnails: torch.Tensor
 
 
 def finished_training(run: RunConfig, training, stop: StopRequest) -> bool:
@@ -97,24 +105,31 @@ def record_insights(
         log.info("no best.pt in %s: no embeddings or mistakes to show", run_dir)
         return
     started = time.perf_counter()
-    spec, memory_format = training.spec, training.memory_format
-    model = inference_model(best, config.model.model, spec, device, memory_format)
-    dataset = training.val_loader.dataset
+    dataset, task = training.val_loader.dataset, training.task
     embedded = embedded_indices(training_labels(dataset), embedding_count)
-    loader = whole_split_loader(training.val_loader)
-    layer = model_info(config.model.model).embedding_layer(model)
-    split = predict_split(model, loader, embedded, spec, memory_format, layer)
+    split = best_predictions(best, config.model.model, training, device, embedded)
+    class_names, noun = training.spec.class_names, task.input_names[1]
+    show = functools.partial(task.shown_sample, dataset)
     if embedding_count:
-        embeddings = embeddings_of(split, embedded, spec.class_names)
-        record_embeddings(embeddings, run_dir / "embeddings", loggers, step, log)
+        embeddings = embeddings_of(split, embedded, show, class_names)
+        record_embeddings(embeddings, run_dir / "embeddings", loggers, step, log, noun)
     if mistake_count:
-        mistakes = [
-            mistake_at(index, split, dataset, spec)
-            for index in most_confident_mistakes(split, mistake_count).tolist()
-        ]
-        record_mistakes(mistakes, run_dir / "mistakes.png", loggers, step, log)
+        wrong = most_confident_mistakes(split, mistake_count).tolist()
+        mistakes = [mistake_at(index, split, show(index), class_names) for index in wrong]
+        record_mistakes(mistakes, run_dir, loggers, step, log, noun)
     seconds = time.perf_counter() - started
-    log.info("looked at best.pt on %d validation images in %.1f s", len(dataset), seconds)
+    log.info("looked at best.pt on %d validation %s in %.1f s", len(dataset), noun, seconds)
+
+
+def best_predictions(
+    best: Path, model_name: str, training, device: torch.device, embedded: torch.Tensor
+) -> SplitPredictions:
+    """best.pt's pass over the whole validation split, in a model of its own."""
+    memory_format = training.memory_format
+    model = inference_model(best, model_name, training.spec, device, memory_format)
+    layer = model_info(model_name).embedding_layer(model)
+    loader = whole_split_loader(training.val_loader)
+    return predict_split(model, training.task, loader, embedded, memory_format, layer)
 
 
 def inference_model(
@@ -154,6 +169,7 @@ def whole_split_loader(loader: DataLoader) -> DataLoader:
         loader.dataset,
         batch_size=loader.batch_size,
         num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
         worker_init_fn=ignore_stop_signals,
     )
 
@@ -161,9 +177,9 @@ def whole_split_loader(loader: DataLoader) -> DataLoader:
 @torch.no_grad()
 def predict_split(
     model: nn.Module,
+    task: Task,
     loader: DataLoader,
     embedded: torch.Tensor,
-    spec: DataSpec,
     memory_format: torch.memory_format,
     embedding_layer: nn.Module,
 ) -> SplitPredictions:
@@ -171,71 +187,88 @@ def predict_split(
     device = next(model.parameters()).device
     is_embedded = torch.zeros(len(loader.dataset), dtype=torch.bool)
     is_embedded[embedded] = True
-    side = thumbnail_side(spec.image_size, len(embedded))
     captured = []
     hook = embedding_layer.register_forward_pre_hook(
         lambda layer, inputs: captured.append(inputs[0])
     )
-    targets, predictions, confidences, features, thumbnails = [], [], [], [], []
+    targets, predictions, confidences, features = [], [], [], []
     start = 0
     try:
-        for images, batch_targets in loader:
-            rows = is_embedded[start : start + len(images)]
-            start += len(images)
-            logits = model(images.to(device, memory_format=memory_format)).float()
+        for inputs, batch_targets in loader:
+            rows = is_embedded[start : start + len(batch_targets)]
+            start += len(batch_targets)
+            logits = task.forward(model, to_device(inputs, device, memory_format)).float()
             confidence, predicted = logits.softmax(dim=1).max(dim=1)
             targets.append(batch_targets)
             predictions.append(predicted.cpu())
             confidences.append(confidence.cpu())
             features.append(captured.pop()[rows.to(device)].float().cpu())
-            thumbnails.append(
-                F.resize(unnormalised(images[rows], spec), [side, side], antialias=True)
-            )
     finally:
         hook.remove()
     return SplitPredictions(
-        torch.cat(targets),
-        torch.cat(predictions),
-        torch.cat(confidences),
-        torch.cat(features),
-        torch.cat(thumbnails),
+        torch.cat(targets), torch.cat(predictions), torch.cat(confidences), torch.cat(features)
     )
 
 
-def thumbnail_side(image_size: int, count: int) -> int:
+def point_view(shown: torch.Tensor | str, count: int) -> torch.Tensor | str:
+    """What a projector shows beside one of `count` points: a picture as a sprite thumbnail,
+    a text on one line cut to POINT_LABEL_CHARACTERS."""
+    if isinstance(shown, str):
+        line = one_line(shown)
+        cut = len(line) > POINT_LABEL_CHARACTERS
+        return line[: POINT_LABEL_CHARACTERS - 1] + "…" if cut else line
+    side = thumbnail_side(shown.shape[-1], count)
+    return F.resize(shown, [side, side], antialias=True)
+
+
+def thumbnail_side(picture_side: int, count: int) -> int:
     """A side that keeps the square sprite of `count` thumbnails within SPRITE_LIMIT."""
     per_row = math.ceil(math.sqrt(max(count, 1)))
-    return max(1, min(image_size, THUMBNAIL_SIDE, SPRITE_LIMIT // per_row))
+    return max(1, min(picture_side, THUMBNAIL_SIDE, SPRITE_LIMIT // per_row))
 
 
 def embeddings_of(
-    split: SplitPredictions, embedded: torch.Tensor, class_names: tuple[str, ...]
+    split: SplitPredictions,
+    embedded: torch.Tensor,
+    show: Callable[[int], torch.Tensor | str],
+    class_names: tuple[str, ...],
 ) -> Embeddings:
+    """`show(index)`: the sample at `index` as the task shows it."""
+    beside = [point_view(show(index), len(embedded)) for index in embedded.tolist()]
+    texts = all(isinstance(view, str) for view in beside)
     return Embeddings(
         indices=embedded.tolist(),
         labels=[class_names[label] for label in split.targets[embedded].tolist()],
         predictions=[class_names[label] for label in split.predictions[embedded].tolist()],
         features=split.features,
-        thumbnails=split.thumbnails,
+        thumbnails=None if texts else torch.stack(beside),
+        texts=beside if texts else None,
     )
 
 
 def record_embeddings(
-    embeddings: Embeddings, folder: Path, loggers: RunLogger, step: int, log: logging.Logger
+    embeddings: Embeddings,
+    folder: Path,
+    loggers: RunLogger,
+    step: int,
+    log: logging.Logger,
+    noun: str,
 ) -> None:
+    """`noun`: what the validation split holds, for the log ("images", "texts")."""
     write_embedding_files(embeddings, folder)
     loggers.log_embeddings(embeddings, step)
     count, dimensions = embeddings.features.shape
-    log.info("features of %d validation images (%d dimensions): %s", count, dimensions, folder)
+    log.info("features of %d validation %s (%d dimensions): %s", count, noun, dimensions, folder)
 
 
 def write_embedding_files(embeddings: Embeddings, folder: Path) -> None:
-    """features.tsv (one row of floats per image) and metadata.tsv (a header, then one row per
-    image): the files TensorBoard's projector and projector.tensorflow.org load."""
+    """features.tsv (one row of floats per sample) and metadata.tsv (a header, then one row per
+    sample): the files TensorBoard's projector and projector.tensorflow.org load."""
     folder.mkdir(exist_ok=True)
     np.savetxt(folder / "features.tsv", embeddings.features.numpy(), fmt="%.6g", delimiter="\t")
-    rows = [list(Embeddings.COLUMNS), *embeddings.metadata()]
-    (folder / "metadata.tsv").write_text("".join("\t".join(row) + "\n" for row in rows))
+    rows = [list(embeddings.columns), *embeddings.metadata()]
+    lines = "".join("\t".join(row) + "\n" for row in rows)
+    (folder / "metadata.tsv").write_text(lines, encoding="utf-8")
 
 
 def most_confident_mistakes(split: SplitPredictions, count: int) -> torch.Tensor:
@@ -246,14 +279,18 @@ def most_confident_mistakes(split: SplitPredictions, count: int) -> torch.Tensor
     return wrong[order][:count]
 
 
-def mistake_at(index: int, split: SplitPredictions, dataset, spec: DataSpec) -> Mistake:
-    image, _ = dataset[index]
+def mistake_at(
+    index: int, split: SplitPredictions, shown: torch.Tensor | str, class_names: tuple[str, ...]
+) -> Mistake:
+    """`shown`: the sample as the task shows it (a picture becomes a gallery tile)."""
+    is_text = isinstance(shown, str)
     return Mistake(
         index=index,
-        label=spec.class_names[int(split.targets[index])],
-        prediction=spec.class_names[int(split.predictions[index])],
+        label=class_names[int(split.targets[index])],
+        prediction=class_names[int(split.predictions[index])],
         probability=float(split.confidences[index]),
-        image=tile(unnormalised(image.unsqueeze(0), spec)[0]),
+        image=None if is_text else tile(shown),
+        text=shown if is_text else None,
     )
 
 
@@ -266,16 +303,36 @@ def tile(picture: torch.Tensor) -> Image.Image:
 
 
 def record_mistakes(
-    mistakes: list[Mistake], path: Path, loggers: RunLogger, step: int, log: logging.Logger
+    mistakes: list[Mistake],
+    run_dir: Path,
+    loggers: RunLogger,
+    step: int,
+    log: logging.Logger,
+    noun: str,
 ) -> None:
+    """`noun`: what the validation split holds, for the log ("images", "texts")."""
+    for name in MISTAKE_FILES:  # one left by an earlier invocation of this run
+        (run_dir / name).unlink(missing_ok=True)
     if not mistakes:
-        path.unlink(missing_ok=True)  # one left by an earlier invocation of this run
-        log.info("best.pt predicts every validation image right: no mistakes to show")
+        log.info("best.pt predicts all validation %s right: no mistakes to show", noun)
         return
-    grid = gallery(mistakes)
-    grid.save(path)
+    if mistakes[0].text is None:
+        grid, path = gallery(mistakes), run_dir / "mistakes.png"
+        grid.save(path)
+    else:
+        grid, path = None, run_dir / "mistakes.csv"
+        write_mistakes_table(mistakes, path)
     loggers.log_mistakes(mistakes, grid, step)
     log.info("the %d most confident mistakes of best.pt: %s", len(mistakes), path)
+
+
+def write_mistakes_table(mistakes: list[Mistake], path: Path) -> None:
+    """A header of Mistake.COLUMNS, then one row per mistake; the csv module quotes the texts
+    that hold commas, quotes or line breaks, which csv readers then read back whole."""
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(Mistake.COLUMNS)
+        writer.writerows(mistake.table_row() for mistake in mistakes)
 
 
 def gallery(mistakes: list[Mistake]) -> Image.Image:

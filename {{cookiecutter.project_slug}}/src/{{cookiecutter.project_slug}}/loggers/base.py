@@ -34,35 +34,74 @@ class CamImages:
 
 @dataclass(frozen=True)
 class Embeddings:
-    """Penultimate features of validation images, with what a projector shows beside them."""
-
-    COLUMNS = ("index", "label", "prediction")  # metadata: position in the split, class names
+    """Penultimate features of validation samples, with what a projector shows beside them:
+    their classes, and each picture's thumbnail or each text (on one short line)."""
 
     indices: list[int]
     labels: list[str]
     predictions: list[str]
     features: torch.Tensor  # (N, D), float32
-    thumbnails: torch.Tensor  # (N, C, side, side) in [0, 1]
+    thumbnails: torch.Tensor | None = None  # pictures: (N, C, side, side) in [0, 1]
+    texts: list[str] | None = None  # texts: one line each, without tabs
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """metadata's: the position in the split, the text (TensorBoard's projector labels the
+        points with the first column that is not numbers), the class names."""
+        return ("index", *(() if self.texts is None else ("text",)), "label", "prediction")
 
     def metadata(self) -> list[list[str]]:
-        """One row of COLUMNS per image."""
-        rows = zip(self.indices, self.labels, self.predictions, strict=True)
-        return [[str(index), label, prediction] for index, label, prediction in rows]
+        """One row of columns per sample."""
+        texts = [(text,) for text in self.texts] if self.texts else [()] * len(self.indices)
+        rows = zip(self.indices, texts, self.labels, self.predictions, strict=True)
+        return [[str(index), *text, label, prediction] for index, text, label, prediction in rows]
 
 
 @dataclass(frozen=True)
 class Mistake:
-    """A validation image predicted wrong, and how sure the model was of its wrong class."""
+    """A validation sample predicted wrong, and how sure the model was of its wrong class; a
+    picture comes as a gallery tile, a text as written."""
+
+    COLUMNS = ("text", "true", "predicted", "confidence")  # a text's row in tables
 
     index: int  # position in the validation split
     label: str
     prediction: str
     probability: float
-    image: Image.Image  # RGB, a gallery tile's size
+    image: Image.Image | None = None  # RGB, a gallery tile's size
+    text: str | None = None
 
     @property
     def caption(self) -> str:
         return f"true {self.label}, predicted {self.prediction} ({self.probability:.2f})"
+
+    def table_row(self) -> list:
+        """A text's mistake as a row of COLUMNS."""
+        return [self.text, self.label, self.prediction, round(self.probability, 4)]
+
+
+def one_line(text: str) -> str:
+    """`text` with each run of whitespace (line breaks, tabs) as one space: fit for a TSV cell
+    or a table row."""
+    return " ".join(text.split())
+
+
+# Shown verbatim by Python-Markdown (which renders TensorBoard's text summaries): its markup
+# characters escaped, and the start of an entity or a tag written as an entity.
+MARKDOWN_VERBATIM = str.maketrans(
+    {**{char: "\\" + char for char in "\\`*_{}[]()>#+-.!|"}, "&": "&amp;", "<": "&lt;"}
+)
+
+
+def markdown_table(mistakes: list[Mistake]) -> str:
+    """Texts' mistakes as a Markdown table of Mistake.COLUMNS, each cell on one line and shown
+    verbatim."""
+    cells = [
+        [one_line(str(cell)).translate(MARKDOWN_VERBATIM) for cell in mistake.table_row()]
+        for mistake in mistakes
+    ]
+    rows = [Mistake.COLUMNS, ["---"] * len(Mistake.COLUMNS), *cells]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 {%- endif %}
 
 
@@ -100,9 +139,10 @@ class RunLogger:
     def log_embeddings(self, embeddings: Embeddings, step: int) -> None:
         """Once training has finished: best.pt's features of validation images (insight/)."""
 
-    def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image, step: int) -> None:
+    def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image | None, step: int) -> None:
         """Once training has finished: best.pt's most confident wrong predictions, most
-        confident first, and `grid`, their captioned tiles in one image (mistakes.png)."""
+        confident first, and `grid`, their captioned tiles in one image (mistakes.png), for
+        pictures; None for texts, which loggers show as a table of Mistake.COLUMNS."""
 {%- endif %}
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:

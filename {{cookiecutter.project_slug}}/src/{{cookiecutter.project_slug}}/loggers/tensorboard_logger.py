@@ -1,5 +1,5 @@
 """TensorBoard: scalars, hparams, an input grid and the graph (image inputs), confusion matrix
-and PR curves (classifiers), and the pictures of the run's other events.
+and PR curves (classifiers), and the pictures and tables of the run's other events.
 
 Each epoch's confusion matrix shows at most SHOWN_CLASSES classes and its PR curves cover at
 most PR_CURVE_CLASSES (the most confused beyond that), so their cost does not grow with the
@@ -23,7 +23,15 @@ from torchvision.utils import make_grid
 from ..config.schema import Config
 from ..data.spec import DataSpec
 {%- if cookiecutter.insight == "yes" %}
-from .base import CamImages, Embeddings, Mistake, RunLogger, is_image_batch, register_logger
+from .base import (
+    CamImages,
+    Embeddings,
+    Mistake,
+    RunLogger,
+    is_image_batch,
+    markdown_table,
+    register_logger,
+)
 {%- else %}
 from .base import RunLogger, is_image_batch, register_logger
 {%- endif %}
@@ -120,11 +128,15 @@ class TensorBoardLogger(RunLogger):
             label_img=embeddings.thumbnails,
             global_step=step,
             tag="val_embeddings",
-            metadata_header=list(Embeddings.COLUMNS),
+            metadata_header=list(embeddings.columns),
         )
 
-    def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image, step: int) -> None:
-        self.writer.add_image("val/mistakes", np.asarray(grid), step, dataformats="HWC")
+    def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image | None, step: int) -> None:
+        """The gallery of pictures, or the texts' table."""
+        if grid is None:
+            self.writer.add_text("val/mistakes", markdown_table(mistakes), step)
+        else:
+            self.writer.add_image("val/mistakes", np.asarray(grid), step, dataformats="HWC")
 {%- endif %}
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:

@@ -1,5 +1,5 @@
 """Weights & Biases: config, metrics by step, best values in the summary, best checkpoint, and
-the pictures of the run's other events.
+the pictures and tables of the run's other events.
 
 A resumed run continues the same wandb run: its id is kept in the checkpoints. Without a
 network, online mode fails in one line within SERVER_TIMEOUT_SECONDS instead of hanging.
@@ -129,25 +129,29 @@ class WandbLogger(RunLogger):
         self.run.log({"cam/val": pictures}, step=step)
 
     def log_embeddings(self, embeddings: Embeddings, step: int) -> None:
-        """A table whose features column wandb's 2D projection panel reduces and plots.
+        """A table whose features column wandb's 2D projection panel reduces and plots; pictures
+        have an image column.
 
         The features go in as NumPy rows, which wandb serialises several times faster than lists.
         """
-        rows = [
-            [*row, wandb.Image(to_pil_image(thumbnail)), features]
-            for row, thumbnail, features in zip(
-                embeddings.metadata(),
-                embeddings.thumbnails,
-                embeddings.features.numpy(),
-                strict=True,
-            )
-        ]
-        table = wandb.Table(columns=[*Embeddings.COLUMNS, "image", "features"], data=rows)
+        columns, rows = list(embeddings.columns), embeddings.metadata()
+        if embeddings.thumbnails is not None:
+            columns.append("image")
+            pictures = [wandb.Image(to_pil_image(thumbnail)) for thumbnail in embeddings.thumbnails]
+            rows = [[*row, picture] for row, picture in zip(rows, pictures, strict=True)]
+        features = embeddings.features.numpy()
+        rows = [[*row, vector] for row, vector in zip(rows, features, strict=True)]
+        table = wandb.Table(columns=[*columns, "features"], data=rows)
         self.run.log({"val/embeddings": table}, step=step)
 
-    def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image, step: int) -> None:
-        images = [wandb.Image(mistake.image, caption=mistake.caption) for mistake in mistakes]
-        self.run.log({"val/mistakes": images}, step=step)
+    def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image | None, step: int) -> None:
+        """Captioned pictures, or the texts' table."""
+        if grid is None:
+            rows = [mistake.table_row() for mistake in mistakes]
+            shown = wandb.Table(columns=list(Mistake.COLUMNS), data=rows)
+        else:
+            shown = [wandb.Image(mistake.image, caption=mistake.caption) for mistake in mistakes]
+        self.run.log({"val/mistakes": shown}, step=step)
 {%- endif %}
 
     def finish(self, summary: dict, best_checkpoint: Path) -> None:

@@ -2,12 +2,16 @@
 checked by onnx and compared in onnxruntime on the task's example inputs; read back by predict.
 
 The file is self-contained: weights inside, and metadata_props carrying what a service needs
-to use it (task, class names, input size, resize size, mean and std, as JSON values).
+to use it, as JSON values: the task, the class names and the whole data spec (a text model's
+tokenizer JSON, vocabulary size and longest sequence; an image model's channels, size and
+normalisation), plus an image model's input size, resize size, mean and std as keys of their own.
 """
 
+import contextlib
 import json
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +30,9 @@ from ..tasks import build_task, declaration
 from ..tasks.base import Task
 from .checkpoint import load_checkpoint, load_model_weights
 
-RECORDED = ("class_names", "input_size", "resize_size", "mean", "std")
+# The keys of an image model's preprocessing, all that files exported before the data spec
+# was recorded ("data_spec") hold.
+IMAGE_KEYS = ("class_names", "input_size", "resize_size", "mean", "std")
 
 
 class OnnxModel:
@@ -89,21 +95,27 @@ def recorded_spec(path: Path, session: onnxruntime.InferenceSession) -> DataSpec
     """The DataSpec that export wrote into the file: class names and preprocessing."""
     metadata = session.get_modelmeta().custom_metadata_map
     try:
-        values = {key: json.loads(metadata[key]) for key in RECORDED}
-        channels, size, _ = values["input_size"]
-        return DataSpec(
-            tuple(values["class_names"]),
-            channels,
-            size,
-            tuple(values["mean"]),
-            tuple(values["std"]),
-            values["resize_size"],
-        )
+        if "data_spec" in metadata:
+            return DataSpec.from_dict(dict(json.loads(metadata["data_spec"])))
+        return image_spec({key: json.loads(metadata[key]) for key in IMAGE_KEYS})
     except (KeyError, TypeError, ValueError):
         raise UserError(
-            f"{path} does not record its classes and preprocessing ({', '.join(RECORDED)}) in "
-            "its metadata: export the checkpoint with this project's export command"
+            f"{path} does not record its classes and preprocessing (data_spec) in its metadata: "
+            "export the checkpoint with this project's export command"
         ) from None
+
+
+def image_spec(values: dict) -> DataSpec:
+    """An image model's spec from its preprocessing's own keys."""
+    channels, size, _ = values["input_size"]
+    return DataSpec(
+        tuple(values["class_names"]),
+        channels,
+        size,
+        tuple(values["mean"]),
+        tuple(values["std"]),
+        values["resize_size"],
+    )
 
 
 def recorded_task(session: onnxruntime.InferenceSession) -> str | None:
@@ -120,27 +132,49 @@ def recorded_task(session: onnxruntime.InferenceSession) -> str | None:
 TOLERANCE = 1e-4
 CHECK_BATCH_SIZES = (1, 7)
 EXAMPLE_BATCH_SIZE = 2  # the exporter would take an axis of size 1 for a constant
+# The optimiser's loggers, which warn of folds and deduplications it skips.
+EXPORTER_LOGGERS = ("onnxscript", "onnx_ir")
+# How the exporter's notes about itself begin (a recurrent model's lengths, its flat weights,
+# axes that keep their names).
+EXPORTER_WARNINGS = (
+    "_check_is_size will be removed",
+    "The tensor attributes .* were assigned during export",
+    "# The axis name: .* will not be used",
+)
 
 
 def export_onnx(model: nn.Module, task: Task, spec: DataSpec, path: Path) -> None:
     """The task says the model's inputs and outputs, their names and the axes that vary."""
     model.eval()
     signature = task.onnx_signature()
-    # The exporter logs its progress at INFO; keep the console to our own lines.
-    logging.getLogger("torch.onnx").setLevel(logging.WARNING)
-    torch.onnx.export(
-        model,
-        # The empty dict: no keyword arguments (else a dict input would be taken for them).
-        (task.example_input(EXAMPLE_BATCH_SIZE), {}),
-        path,
-        input_names=list(signature.inputs),
-        output_names=list(signature.outputs),
-        dynamic_shapes=signature.dynamic_shapes,
-        dynamo=True,
-        external_data=False,
-        verbose=False,
-    )
+    with exporter_notes_silenced():
+        torch.onnx.export(
+            model,
+            # The empty dict: no keyword arguments (else a dict input would be taken for them).
+            (task.example_input(EXAMPLE_BATCH_SIZE), {}),
+            path,
+            input_names=list(signature.inputs),
+            output_names=list(signature.outputs),
+            dynamic_shapes=signature.dynamic_shapes,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
     add_metadata(path, task, spec)
+
+
+@contextlib.contextmanager
+def exporter_notes_silenced():
+    """The console kept to our own lines: the exporter logs its progress, and it and its
+    optimiser warn of their own workings, which the user can do nothing about. (The loggers
+    stay quieter after: nothing but export writes to them.)"""
+    logging.getLogger("torch.onnx").setLevel(logging.WARNING)
+    for name in EXPORTER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        for message in EXPORTER_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        yield
 
 
 def add_metadata(path: Path, task: Task, spec: DataSpec) -> None:
@@ -151,14 +185,19 @@ def add_metadata(path: Path, task: Task, spec: DataSpec) -> None:
 
 
 def recorded_metadata(task: Task, spec: DataSpec) -> dict:
-    return {
+    metadata = {
         "task": task.declaration.name,
         "class_names": list(spec.class_names),
-        "input_size": [spec.in_channels, spec.image_size, spec.image_size],
-        "resize_size": spec.resize_size,
-        "mean": list(spec.mean),
-        "std": list(spec.std),
+        "data_spec": spec.to_dict(),
     }
+    if spec.image_size is not None:  # the keys that services written for image models read
+        metadata |= {
+            "input_size": [spec.in_channels, spec.image_size, spec.image_size],
+            "resize_size": spec.resize_size,
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+        }
+    return metadata
 
 
 def largest_difference(model: nn.Module, task: Task, path: Path) -> dict[int, float]:

@@ -114,3 +114,17 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
+
+
+def to_device(batch, device: torch.device, memory_format=torch.contiguous_format):
+    """A batch's tensors on the device, whatever dicts, lists or tuples hold them; images
+    (4-D tensors) laid out in `memory_format`."""
+    if isinstance(batch, torch.Tensor):
+        if batch.ndim == 4:
+            return batch.to(device, non_blocking=True, memory_format=memory_format)
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {key: to_device(value, device, memory_format) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(value, device, memory_format) for value in batch)
+    return batch

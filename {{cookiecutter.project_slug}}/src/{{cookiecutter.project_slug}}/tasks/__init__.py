@@ -26,17 +26,28 @@ OPTIONAL_PARTS = {
 
 
 @dataclass(frozen=True)
+class PredictHelp:
+    """How predict's --help speaks of the task's inputs: one of them (`unit`: image, text),
+    what it reads them from (`sources`: image files, texts) and what its arguments may be."""
+
+    unit: str = "input"
+    sources: str = "inputs"
+    arguments: str = "the inputs to classify"
+
+
+@dataclass(frozen=True)
 class TaskDeclaration:
     """`metrics`: the validation metrics --monitor may watch, each "min" or "max" (val_loss is
     always one); `headline`: the one every epoch line shows and --monitor defaults to;
     `fixed_on_resume`: the task's data flags a resumed run must keep (they shape the model's
-    inputs)."""
+    inputs); `predict_help`: how predict's --help names its inputs."""
 
     name: str
     metrics: Mapping[str, str]
     headline: str
     supports: frozenset[str]
     fixed_on_resume: tuple[str, ...] = ()
+    predict_help: PredictHelp = PredictHelp()
 
 
 def task_names() -> list[str]:

@@ -85,6 +85,12 @@ class Task:
     def validation(self, keep_predictions: bool) -> Validation:
         raise NotImplementedError
 
+    def shown_sample(self, dataset: Dataset, index: int):
+        """Sample `index` of the validation `dataset` as the end-of-run embeddings and mistakes
+        show it beside its classes: a picture, as a (C, H, W) float tensor with values in
+        [0, 1], or a text, as a string."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how a sample is shown")
+
     def example_input(self, batch_size: int = 1):
         """An input batch of `batch_size` of the shapes the model takes (the summary's 1; ONNX
         export's several, so that the batch axis stays free)."""

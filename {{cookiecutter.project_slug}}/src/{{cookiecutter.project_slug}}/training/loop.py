@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..runs.runtime import Runtime
+from ..runs.runtime import Runtime, to_device
 from ..tasks.base import Task
 from .early_stopping import EarlyStopping
 from .ema import ExponentialMovingAverage
@@ -136,20 +136,6 @@ def train_one_epoch(
     values["samples_per_second"] = float(sums[-1]) / seconds
     values["epoch_seconds"] = seconds
     return values
-
-
-def to_device(batch, device: torch.device, memory_format=torch.contiguous_format):
-    """A batch's tensors on the device, whatever dicts, lists or tuples hold them; images
-    (4-D tensors) laid out in `memory_format`."""
-    if isinstance(batch, torch.Tensor):
-        if batch.ndim == 4:
-            return batch.to(device, non_blocking=True, memory_format=memory_format)
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {key: to_device(value, device, memory_format) for key, value in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(value, device, memory_format) for value in batch)
-    return batch
 
 
 def forward_backward(model, inputs, targets, training: Training, group_size: int):

@@ -122,7 +122,7 @@ def load_resumable(path: Path, config: Config) -> dict:
         current[flag] = str(value) if isinstance(value, Path) else value
     saved = {"ema": 0.0, "balanced_sampling": False, **saved}  # checkpoints from before them
     differences = [
-        f"--{flag.replace('_', '-')} {saved.get(flag)}"
+        flag_as_given(flag, saved.get(flag))
         for flag, value in current.items()
         if saved.get(flag) != value
     ]
@@ -136,6 +136,13 @@ def load_resumable(path: Path, config: Config) -> dict:
         )
     check_resumed_classes(path, state, config.data)
     return state
+
+
+def flag_as_given(flag: str, value) -> str:
+    """How a run was started with `flag`: "--vocab-size 300", or "no --tokenizer" where it was
+    not given."""
+    name = "--" + flag.replace("_", "-")
+    return f"no {name}" if value is None else f"{name} {value}"
 
 
 def check_resumed_classes(path: Path, state: dict, data: DataConfig) -> None:

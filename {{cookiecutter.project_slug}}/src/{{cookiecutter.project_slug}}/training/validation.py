@@ -10,9 +10,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..runs.runtime import Runtime
+from ..runs.runtime import Runtime, to_device
 from ..tasks.base import Task
-from .loop import NonFiniteLossError, Training, to_device
+from .loop import NonFiniteLossError, Training
 
 
 @torch.no_grad()

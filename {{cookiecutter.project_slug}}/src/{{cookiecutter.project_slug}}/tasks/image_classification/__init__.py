@@ -1,7 +1,7 @@
 """Image classification: a batch is (images (N, C, H, W), labels (N,) or class-probability
 rows with MixUp/CutMix); cross-entropy; accuracy, top-5 and a confusion matrix."""
 
-from .. import TaskDeclaration
+from .. import PredictHelp, TaskDeclaration
 
 DECLARATION = TaskDeclaration(
     name="image_classification",
@@ -20,5 +20,11 @@ DECLARATION = TaskDeclaration(
             "mistakes",
             "onnx",
         }
+    ),
+    predict_help=PredictHelp(
+        unit="image",
+        sources="image files",
+        arguments="image files, folders (their images, recursively) or list files (one path per "
+        "line, relative to the list file; blank lines and lines starting with # are skipped)",
     ),
 )

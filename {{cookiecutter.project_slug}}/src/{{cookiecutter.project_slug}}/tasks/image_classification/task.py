@@ -72,6 +72,13 @@ class ImageClassification(Task):
     def validation(self, keep_predictions: bool) -> ClassificationScores:
         return ClassificationScores(self.spec.num_classes, self.device, keep_predictions)
 
+    def shown_sample(self, dataset, index: int) -> torch.Tensor:
+        """The image as the model receives it, its normalisation undone."""
+        image, _ = dataset[index]
+        mean = torch.tensor(self.spec.mean).view(-1, 1, 1)
+        std = torch.tensor(self.spec.std).view(-1, 1, 1)
+        return (image.float() * std + mean).clamp(0, 1)
+
     def report(self, scores: dict) -> dict:
         return {
             "classes": list(self.spec.class_names),

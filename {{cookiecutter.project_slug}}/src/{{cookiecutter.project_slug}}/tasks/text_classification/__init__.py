@@ -2,7 +2,7 @@
 labels (N,)); cross-entropy; accuracy, macro-F1, per-class precision and recall and a confusion
 matrix."""
 
-from .. import TaskDeclaration
+from .. import PredictHelp, TaskDeclaration
 
 DECLARATION = TaskDeclaration(
     name="text_classification",
@@ -12,4 +12,10 @@ DECLARATION = TaskDeclaration(
         {"label_smoothing", "class_weights", "balanced_sampling", "embeddings", "mistakes", "onnx"}
     ),
     fixed_on_resume=("tokenizer", "tokenizer_model", "vocab_size", "max_length"),
+    predict_help=PredictHelp(
+        unit="text",
+        sources="texts",
+        arguments="texts (each argument is one), text files (one text per non-blank line) or - "
+        "to read them from stdin (one per line)",
+    ),
 )

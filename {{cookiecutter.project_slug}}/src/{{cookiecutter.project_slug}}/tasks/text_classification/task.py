@@ -105,6 +105,10 @@ class TextClassification(Task):
     def validation(self, keep_predictions: bool) -> TextScores:
         return TextScores(self.spec.num_classes, self.device, keep_predictions)
 
+    def shown_sample(self, dataset, index: int) -> str:
+        """The text as its file holds it, not as the tokenizer cut it."""
+        return dataset.texts[index]
+
     def report(self, scores: dict) -> dict:
         return {
             "classes": list(self.spec.class_names),
@@ -134,9 +138,10 @@ class TextClassification(Task):
         return "\n".join(lines)
 
     def example_input(self, batch_size: int = 1):
-        """Texts of different lengths, so that export sees real padding."""
-        longest = 8
-        lengths = longest - torch.arange(batch_size) % (longest // 2)
+        """Texts of different lengths, so that export sees real padding; the longest grows with
+        the batch, so that export's checks run other sequence lengths than its example's."""
+        longest = min(4 + 3 * batch_size, self.spec.max_length)
+        lengths = longest - torch.arange(batch_size) * 3 % longest
         words = torch.randint(FIRST_WORD_ID, self.spec.vocab_size, (batch_size, longest))
         mask = torch.arange(longest) < lengths[:, None]
         return {"ids": words * mask, "mask": mask, "lengths": lengths}
