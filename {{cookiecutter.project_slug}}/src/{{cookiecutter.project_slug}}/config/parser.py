@@ -23,8 +23,7 @@ def build_parser() -> ConfigParser:
     """The train flags: one per Config field (schema.py), then the optional parts' (extras.py)."""
     parser = ConfigParser(
         prog="train",
-        description="Train the {{ cookiecutter.task | replace('_', ' ') }} model; flags override "
-        "values from --config.",
+        description="Train a model. Flags override values from --config.",
         formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument(
