@@ -564,8 +564,71 @@ PREDICT_CASES |= {
         "holds no best.pt or last.pt, so is not a run folder",
     ),
 }
+
+
+def text_file(content: bytes, name: str = "texts.csv"):
+    """--dataset text_files on one file holding `content` (in a text render)."""
+
+    def setup(root: Path, train) -> list[str]:
+        (root / name).write_bytes(content)
+        return ["--dataset", "text_files", "--data-dir", str(root / name)]
+
+    return setup
+
+
+def text_trained_with(*run_flags: str):
+    """A text run trained under runs/a, then resumed with `run_flags`."""
+
+    def setup(root: Path, train) -> list[str]:
+        train([*TEXT_TINY, "--output-dir", str(root / "runs"), "--name", "a"])
+        return ["--name", "a", "--resume", "auto", "--epochs", "2", *run_flags]
+
+    return setup
+
+
+def other_tokenizer(root: Path, train) -> list[str]:
+    from tokenizers import Tokenizer, models
+
+    words = models.WordLevel({"[PAD]": 0, "[UNK]": 1, "hallo": 2}, unk_token="[UNK]")
+    (root / "other.json").write_text(Tokenizer(words).to_str())
+    return text_trained_with("--tokenizer", str(root / "other.json"))(root, train)
+
+
+TEXT_TINY = ["--vocab-size", "300", "--epochs", "1", "--no-progress", "--warmup-epochs", "0"]
+TEXT_CASES = {
+    "text: empty file": (text_file(b""), "texts.csv is empty"),
+    "text: no text column": (text_file(b"review,label\nok,en\nja,de\n"), "has no text column"),
+    "text: no label column": (text_file(b"text,lang\nok,en\nja,de\n"), "has no label column"),
+    "text: one class": (text_file(b"text,label\ngood,en\nfine,en\n"), "has only one class"),
+    "text: not UTF-8": (
+        text_file("text,label\nguten Tag,de\ncaf\u00e9,fr\n".encode("latin-1")),
+        "is not UTF-8 text: line 3",
+    ),
+    "text: a 10 MB line": (
+        text_file(b"text,label\n" + b"x" * 10_000_000 + b",en\nja,de\n"),
+        "holds a text of 10,000,000 characters",
+    ),
+    "text: max length 0": (flags("--max-length", "0"), "--max-length: must be at least 2"),
+    "text: vocabulary too small": (
+        flags("--vocab-size", "299"),
+        "--vocab-size: must be at least 300",
+    ),
+    "text: broken tokenizer": (
+        lambda root, train: (
+            (root / "t.json").write_text('{"model": ') and ["--tokenizer", str(root / "t.json")]
+        ),
+        "cannot read tokenizer",
+    ),
+    "text: resumed with another tokenizer": (other_tokenizer, "was trained with no --tokenizer"),
+    "text: resumed with another vocabulary": (
+        text_trained_with("--vocab-size", "400"),
+        "was trained with --vocab-size 300",
+    ),
+}
+ANSWERS |= {name: {"task": "text_classification"} for name in TEXT_CASES}
 COMMANDS = {
     "train": CASES,
+    "train-text": TEXT_CASES,
     "evaluate": EVALUATE_CASES,
     "export": EXPORT_CASES,
     "predict": PREDICT_CASES,
@@ -585,6 +648,8 @@ def snapshot(root: Path) -> dict[str, str]:
 def failing_command(python: list[str], command: str, root: Path) -> list[str]:
     if command == "train":
         return [*train_command(python), *TINY, "--output-dir", str(root / "runs")]
+    if command == "train-text":
+        return [*train_command(python), *TEXT_TINY, "--output-dir", str(root / "runs")]
     return [*python, "-m", f"{SLUG}.{command}"]
 
 
