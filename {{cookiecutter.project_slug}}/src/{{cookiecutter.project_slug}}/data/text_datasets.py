@@ -1,6 +1,7 @@
 """Texts as token id sequences, encoded once when the data is built, and the spec that carries
 their tokenizer."""
 
+import dataclasses
 import logging
 
 import torch
@@ -33,7 +34,8 @@ def text_spec(config, class_names, train_texts: list[str], trained_spec) -> Data
     or read again (a --tokenizer file moved or changed since then changes nothing). Else a
     tokenizer read from --tokenizer, or trained on the training texts."""
     if trained_spec is not None:
-        return trained_spec
+        # With the data's classes: evaluate names any difference from the checkpoint's.
+        return dataclasses.replace(trained_spec, class_names=tuple(class_names))
     if config.tokenizer is not None:
         tokenizer = read_tokenizer(config.tokenizer)
         size = tokenizer.get_vocab_size()

@@ -21,8 +21,8 @@ def initialise_weights(model: nn.Module, scheme: str) -> None:
     if scheme == "default":
         return
     for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            init_weight(module.weight, scheme, is_conv=isinstance(module, nn.Conv2d))
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            init_weight(module.weight, scheme, is_conv=not isinstance(module, nn.Linear))
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):

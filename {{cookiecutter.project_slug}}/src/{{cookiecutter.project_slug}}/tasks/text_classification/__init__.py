@@ -11,7 +11,7 @@ DECLARATION = TaskDeclaration(
     supports=frozenset(
         {"label_smoothing", "class_weights", "balanced_sampling", "embeddings", "mistakes", "onnx"}
     ),
-    fixed_on_resume=("tokenizer", "tokenizer_model", "vocab_size", "max_length"),
+    fixed_on_resume=("tokenizer", "tokenizer_model", "vocab_size", "max_length", "no_bucketing"),
     predict_help=PredictHelp(
         unit="text",
         sources="texts",

@@ -33,7 +33,7 @@ def texts_of(source: str) -> list[tuple[str, str]]:
         return numbered_lines("stdin", sys.stdin.read())
     path = Path(source)
     if not path.is_file():
-        return [(source, source)]
+        return [(source, source.strip())] if source.strip() else []
     try:
         return numbered_lines(source, path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as error:
