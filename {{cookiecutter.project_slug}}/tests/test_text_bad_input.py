@@ -183,12 +183,12 @@ def test_a_resume_with_another_tokenizer_or_vocabulary_is_refused(train, tmp_pat
     other = tmp_path / "other.json"
     other.write_text(words_at_id_0().replace('"hello"', '"[PAD]"'))
     resume = ["--epochs", "2", "--resume", "auto"]
-    errors = run_side_by_side(
-        {
-            "tokenizer": train_argv(run_dir.parent, *resume, "--tokenizer", str(other)),
-            "vocabulary": train_argv(run_dir.parent, *resume, "--vocab-size", "400"),
-        }
-    )
+    # One after the other: two resumes of one run at once would meet its lock instead.
+    attempts = {
+        "tokenizer": train_argv(run_dir.parent, *resume, "--tokenizer", str(other)),
+        "vocabulary": train_argv(run_dir.parent, *resume, "--vocab-size", "400"),
+    }
+    errors = {name: run_side_by_side({name: argv})[name] for name, argv in attempts.items()}
     assert "was trained with no --tokenizer: resume with the same flags" in errors["tokenizer"]
     assert "was trained with --vocab-size 300: resume with the same flags" in errors["vocabulary"]
     after = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}

@@ -262,7 +262,9 @@ def test_a_quote_left_open_is_named_by_the_length_check(tmp_path):
 def test_the_module_needs_no_torch():
     module = "{{ cookiecutter.project_slug }}.data.text_files"
     code = f"import sys, {module}; assert 'torch' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # -X utf8: an interpreter option, so a fresh interpreter even under a launcher that
+    # preloads torch.
+    subprocess.run([sys.executable, "-X", "utf8", "-c", code], check=True)
 
 
 def test_class_names_come_from_the_training_rows_without_carving(tmp_path):
