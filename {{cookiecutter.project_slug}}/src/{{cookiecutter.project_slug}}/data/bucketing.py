@@ -37,11 +37,13 @@ class LengthBucketedShuffle(Sampler[tuple[int, int]]):
         self.per_rank = math.ceil(len(self.lengths) / world_size)
         self.epoch = 0
         self.start = 0
+        self.dealt = self.deal()
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
+        self.dealt = self.deal()
         if start == 0:
-            every_rank = [batch for rank in range(self.world_size) for batch in self.batches(rank)]
+            every_rank = [batch for batches in self.dealt for batch in batches]
             log.info(
                 "epoch %d: %.1f %% of the batches' tokens are padding",
                 epoch + 1,
@@ -58,17 +60,23 @@ class LengthBucketedShuffle(Sampler[tuple[int, int]]):
 
     def batches(self, rank: int | None = None) -> list[list[int]]:
         """This rank's (or `rank`'s) batches of the epoch, in order."""
-        rank = self.rank if rank is None else rank
+        return self.dealt[self.rank if rank is None else rank]
+
+    def deal(self) -> list[list[list[int]]]:
+        """Every rank's batches of the epoch, in order."""
         generator = torch.Generator().manual_seed(derived_seed(ORDER_SALT, self.seed, self.epoch))
         by_length = self.sorted_pools(generator)
         full_size = self.world_size * (self.per_rank // self.batch_size) * self.batch_size
         full = by_length[:full_size].split(self.batch_size)
-        dealt = [full[position] for position in torch.randperm(len(full), generator=generator)]
-        mine = [batch.tolist() for batch in dealt[rank :: self.world_size]]
+        dealt = [
+            full[position].tolist() for position in torch.randperm(len(full), generator=generator)
+        ]
+        every_rank = [dealt[rank :: self.world_size] for rank in range(self.world_size)]
         remainder = by_length[full_size:]
         if len(remainder):
-            mine.append(remainder.chunk(self.world_size)[rank].tolist())
-        return mine
+            for batches, share in zip(every_rank, remainder.chunk(self.world_size), strict=True):
+                batches.append(share.tolist())
+        return every_rank
 
     def sorted_pools(self, generator: torch.Generator) -> torch.Tensor:
         """Every sample once (a few twice, to even the ranks' shares), shuffled, then sorted by
