@@ -28,7 +28,14 @@ FOLDER_LIMIT = 12  # modules
 def combinations() -> dict[str, dict[str, str]]:
     offered = json.loads((ROOT / "cookiecutter.json").read_text())
     optional = {key: value for key, value in MINIMAL_IF_OFFERED.items() if key in offered}
-    return {"all options": {}, "minimal": {**MINIMAL, **optional}}
+    minimal = {**MINIMAL, **optional}
+    text = {"task": "text_classification"}
+    return {
+        "all options": {},
+        "minimal": minimal,
+        "text, all options": text,
+        "text, minimal": {**minimal, **text},
+    }
 
 
 def docstring_lines(tree: ast.Module) -> set[int]:
