@@ -6,7 +6,7 @@ from torch import nn
 from torchmetrics import CatMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from .base import Validation
+from .base import Task, Validation
 
 
 class ClassificationScores(Validation):
@@ -72,3 +72,40 @@ def prediction_row(ranked: list[tuple[str, float]]) -> tuple[list[str], str]:
     (name, probability), top_k = ranked[0], ";".join(f"{n}:{p:.6f}" for n, p in ranked)
     shown = ", ".join(f"{n} {p:.4f}" for n, p in ranked)
     return [name, f"{probability:.6f}", top_k], shown
+
+
+class ClassificationTask(Task):
+    """What the classification tasks share: logits from `model(inputs)`, the task's criterion,
+    accuracy as the running training metric, the report's classes and predict's top classes.
+    A subclass sets `spec` and `criterion`."""
+
+    train_metrics = ("acc",)
+    prediction_columns = ("class", "probability", "top_k")
+
+    def forward(self, model, inputs):
+        return model(inputs)
+
+    def training_loss(self, model, inputs, targets):
+        logits = model(inputs)
+        return self.criterion(logits, targets), logits
+
+    def add_running_sums(self, sums, loss, outputs, targets) -> None:
+        """Soft targets (class-probability rows, as MixUp and CutMix make) count their top
+        class."""
+        hard_targets = targets.argmax(dim=1) if targets.ndim == 2 else targets
+        batch = targets.shape[0]
+        sums[0] += loss.float() * batch
+        sums[1] += (outputs.argmax(dim=1) == hard_targets).sum()
+        sums[2] += batch
+
+    def report(self, scores: dict) -> dict:
+        return {
+            "classes": list(self.spec.class_names),
+            **scores,
+            "confusion_matrix": scores["confusion_matrix"].tolist(),
+        }
+
+    def prediction_rows(self, outputs: torch.Tensor, top_k: int) -> list[tuple[list[str], str]]:
+        probabilities = outputs.float().softmax(dim=1).cpu()
+        names = self.spec.class_names
+        return [prediction_row(top_classes(row, names, top_k)) for row in probabilities]

@@ -10,8 +10,8 @@ from torchvision.transforms import v2
 from ...data.labels import loss_class_weights
 from ...data.sampling import derived_seed, seeded_cpu_rng
 from ...data.spec import DataSpec
-from ..base import OnnxSignature, PredictInputs, Task
-from ..classification import ClassificationScores, prediction_row, top_classes
+from ..base import OnnxSignature, PredictInputs
+from ..classification import ClassificationScores, ClassificationTask
 from . import DECLARATION
 from .prediction import image_inputs
 
@@ -41,11 +41,9 @@ class BatchCollator:
             return self.mix(images, labels)
 
 
-class ImageClassification(Task):
+class ImageClassification(ClassificationTask):
     declaration = DECLARATION
-    train_metrics = ("acc",)
     recorded_extras = ("per_class_acc",)
-    prediction_columns = ("class", "probability", "top_k")
     input_names = ("an image", "images")
 
     def __init__(self, spec: DataSpec, criterion: nn.Module, collator, device) -> None:
@@ -53,21 +51,6 @@ class ImageClassification(Task):
 
     def collate_fn(self):
         return self.collator
-
-    def forward(self, model, inputs):
-        return model(inputs)
-
-    def training_loss(self, model, inputs, targets):
-        logits = model(inputs)
-        return self.criterion(logits, targets), logits
-
-    def add_running_sums(self, sums, loss, outputs, targets) -> None:
-        """Soft (MixUp/CutMix) targets count their top class."""
-        hard_targets = targets.argmax(dim=1) if targets.ndim == 2 else targets
-        batch = targets.shape[0]
-        sums[0] += loss.float() * batch
-        sums[1] += (outputs.argmax(dim=1) == hard_targets).sum()
-        sums[2] += batch
 
     def validation(self, keep_predictions: bool) -> ClassificationScores:
         return ClassificationScores(self.spec.num_classes, self.device, keep_predictions)
@@ -78,13 +61,6 @@ class ImageClassification(Task):
         mean = torch.tensor(self.spec.mean).view(-1, 1, 1)
         std = torch.tensor(self.spec.std).view(-1, 1, 1)
         return (image.float() * std + mean).clamp(0, 1)
-
-    def report(self, scores: dict) -> dict:
-        return {
-            "classes": list(self.spec.class_names),
-            **scores,
-            "confusion_matrix": scores["confusion_matrix"].tolist(),
-        }
 
     def format_report(self, report: dict) -> str:
         lines = [
@@ -114,11 +90,6 @@ class ImageClassification(Task):
 
     def predict_batch(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(inputs)
-
-    def prediction_rows(self, outputs: torch.Tensor, top_k: int) -> list[tuple[list[str], str]]:
-        probabilities = outputs.float().softmax(dim=1).cpu()
-        names = self.spec.class_names
-        return [prediction_row(top_classes(row, names, top_k)) for row in probabilities]
 
 
 def build(config, spec: DataSpec, train_split, device) -> ImageClassification:

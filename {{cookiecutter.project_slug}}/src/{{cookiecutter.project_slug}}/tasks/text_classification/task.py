@@ -8,8 +8,8 @@ from torchmetrics.classification import MulticlassF1Score
 from ...data.bucketing import LengthBucketedShuffle
 from ...data.labels import loss_class_weights
 from ...data.spec import DataSpec
-from ..base import OnnxSignature, PredictInputs, Task
-from ..classification import ClassificationScores, prediction_row, top_classes
+from ..base import OnnxSignature, PredictInputs
+from ..classification import ClassificationScores, ClassificationTask
 from . import DECLARATION
 from .prediction import text_inputs
 
@@ -65,11 +65,9 @@ def ratios(counts: torch.Tensor, totals: torch.Tensor) -> list[float | None]:
     ]
 
 
-class TextClassification(Task):
+class TextClassification(ClassificationTask):
     declaration = DECLARATION
-    train_metrics = ("acc",)
     recorded_extras = ("per_class_precision", "per_class_recall")
-    prediction_columns = ("class", "probability", "top_k")
     input_names = ("a text", "texts")
 
     def __init__(self, spec: DataSpec, criterion: nn.Module, data_config, device) -> None:
@@ -89,32 +87,12 @@ class TextClassification(Task):
             train.lengths, self.data.batch_size, rank, world_size, self.data.seed
         )
 
-    def forward(self, model, inputs):
-        return model(inputs)
-
-    def training_loss(self, model, inputs, targets):
-        logits = model(inputs)
-        return self.criterion(logits, targets), logits
-
-    def add_running_sums(self, sums, loss, outputs, targets) -> None:
-        batch = targets.shape[0]
-        sums[0] += loss.float() * batch
-        sums[1] += (outputs.argmax(dim=1) == targets).sum()
-        sums[2] += batch
-
     def validation(self, keep_predictions: bool) -> TextScores:
         return TextScores(self.spec.num_classes, self.device, keep_predictions)
 
     def shown_sample(self, dataset, index: int) -> str:
         """The text as its file holds it, not as the tokenizer cut it."""
         return dataset.texts[index]
-
-    def report(self, scores: dict) -> dict:
-        return {
-            "classes": list(self.spec.class_names),
-            **scores,
-            "confusion_matrix": scores["confusion_matrix"].tolist(),
-        }
 
     def format_report(self, report: dict) -> str:
         lines = [
@@ -161,11 +139,6 @@ class TextClassification(Task):
 
     def predict_batch(self, inputs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         return padded_batch(inputs)
-
-    def prediction_rows(self, outputs: torch.Tensor, top_k: int) -> list[tuple[list[str], str]]:
-        probabilities = outputs.float().softmax(dim=1).cpu()
-        names = self.spec.class_names
-        return [prediction_row(top_classes(row, names, top_k)) for row in probabilities]
 
 
 def shown(value: float | None) -> str:
