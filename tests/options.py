@@ -301,7 +301,7 @@ def workflow_rows() -> list[dict]:
     """The template workflow's combination jobs: the suite's all-pairs set of the code-shaping
     options (every value of each meets every value of each other one), with every value of each
     ROW_OPTIONS option in turn along the rows."""
-    rows = pairwise_combinations([ALL_ON, ALL_OFF])
+    rows = [dict(row) for row in pairwise_combinations([ALL_ON, ALL_OFF])]  # ALL_ON stays as it is
     for name in ROW_OPTIONS:
         values = CHOICE_OPTIONS[name]
         for index, row in enumerate(rows):

@@ -53,7 +53,7 @@ def switches(combo: dict, row: int) -> list[str]:
     "row, combo", list(enumerate(PAIRWISE)), ids=[combination_id(c) for c in PAIRWISE]
 )
 def test_text_combination_trains_on_cpu(render, preloaded_python, row, combo, tmp_path):
-    project = render(**combo, **TEXT, insight="yes")
+    project = render(**(combo | TEXT | {"insight": "yes"}))
     command = [*train_command(preloaded_python, 2 if uses_ddp(combo) else 1), *SHORT_TEXT_RUN]
     command += ["--output-dir", str(tmp_path), *INSIGHT, *switches(combo, row)]
     result = run_command(command, project, WANDB_MODE="offline")
@@ -98,7 +98,7 @@ SUITES = {
 
 @pytest.mark.parametrize("combo", SUITES.values(), ids=SUITES.keys())
 def test_text_project_passes_its_own_tests(render, preloaded_python, combo):
-    project = render(**combo, **TEXT)
+    project = render(**(combo | TEXT))
     command = [*preloaded_python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"]
     if combo is SUITES["minimal"]:
         command += ["-m", "not slow"]

@@ -173,7 +173,9 @@ def test_readme_example_classifies_like_predict_without_torch(run_of, tmp_path):
     service.mkdir()
     shutil.copy(run_dir / "model.onnx", service)
     by_onnx = subprocess.run(
-        [sys.executable, "-c", README_EXAMPLE + WITHOUT_TORCH],
+        # -X utf8: an interpreter option, so a fresh interpreter even under a launcher that
+        # preloads torch.
+        [sys.executable, "-X", "utf8", "-c", README_EXAMPLE + WITHOUT_TORCH],
         cwd=service,
         capture_output=True,
         text=True,
