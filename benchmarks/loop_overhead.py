@@ -327,7 +327,7 @@ def step_extras(case: Case) -> dict[str, float]:
     with torch.no_grad():
         logits = training.model(images)
     loss = task.criterion(logits, targets)
-    sums = torch.zeros(len(task.train_metrics) + 2)
+    running = task.running_sums(None, device)
     batches = len(training.train_loader)
     log_every = case.config.run.log_every
 
@@ -350,8 +350,8 @@ def step_extras(case: Case) -> dict[str, float]:
             "detached outputs (forward_backward)": per_call_microseconds(
                 lambda: engine.detached(logits)
             ),
-            "running sums on the device (task.add_running_sums)": per_call_microseconds(
-                lambda: task.add_running_sums(sums, loss, logits, targets)
+            "running sums on the device (task.running_sums(...).add)": per_call_microseconds(
+                lambda: running.add(loss, logits, targets)
             ),
             "accumulation group size, update test": per_call_microseconds(
                 lambda: engine.micro_batches_in_group(7, batches, 1)
@@ -361,8 +361,8 @@ def step_extras(case: Case) -> dict[str, float]:
             "stop-request check": per_call_microseconds(lambda: runtime.any_rank(False)),
             f"read running means + bar text, every {log_every} steps": per_call_microseconds(
                 lambda: (
-                    engine.read_running_means(sums, training),
-                    bar_items.set_postfix(loss="0.1234", lr="1.00e-03"),
+                    engine.read_running_means(running.totals(), training),
+                    bar_items.set_postfix({"loss": "0.1234", "lr": "1.00e-03"}, refresh=False),
                 )
             )
             / log_every,

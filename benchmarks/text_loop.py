@@ -19,6 +19,7 @@ import argparse
 import ast
 import copy
 import csv
+import itertools
 import shutil
 import statistics
 import sys
@@ -109,7 +110,10 @@ def bare_loop(model: nn.Module, project: dict, config, loader):
     optimizer = project["training.optimisation"].build_optimizer(model, config.optim)
     loss_fn = nn.CrossEntropyLoss()
 
+    epochs = itertools.count()
+
     def run_epoch() -> None:
+        loader.sampler.set_epoch(next(epochs))  # as every loop must: a new order each epoch
         model.train()
         for inputs, targets in loader:
             inputs = {key: value.to("cpu") for key, value in inputs.items()}
@@ -136,7 +140,7 @@ def generated_loop(project: dict, config, training, runtime):
             runtime,
             config.run.log_every,
             loggers.log_step,
-            show_progress=True,
+            show_progress=True,  # a run on a terminal shows its bar unless --no-progress
         )
         training.progress.epoch += 1
 

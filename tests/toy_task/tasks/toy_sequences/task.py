@@ -5,7 +5,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..base import Task, Validation
+from ..base import RunningSums, Task, Validation
 from . import DECLARATION
 
 
@@ -60,11 +60,8 @@ class ToySequenceTask(Task):
         logits = model(inputs)
         return nn.functional.cross_entropy(logits, targets["label"]), logits
 
-    def add_running_sums(self, sums, loss, outputs, targets) -> None:
-        labels = targets["label"]
-        sums[0] += loss.float() * labels.shape[0]
-        sums[1] += (outputs.argmax(dim=1) == labels).sum()
-        sums[2] += labels.shape[0]
+    def running_sums(self, start: list[float] | None, device: torch.device) -> "LabelSums":
+        return LabelSums(start, device)
 
     def validation(self, keep_predictions: bool) -> SequenceScores:
         return SequenceScores(self.device)
@@ -82,3 +79,20 @@ class ToySequenceTask(Task):
 
 def build(config, spec, train_split, device) -> ToySequenceTask:
     return ToySequenceTask(device)
+
+
+class LabelSums(RunningSums):
+    """The plainest running sums: each batch added as it comes."""
+
+    def __init__(self, start: list[float] | None, device: torch.device) -> None:
+        self.sums = torch.tensor(start or [0.0, 0.0, 0.0], device=device)
+
+    def add(self, loss, outputs, targets) -> None:
+        labels = targets["label"]
+        loss_sum, correct, samples = self.sums.unbind()
+        loss_sum.add_(loss.float() * len(labels))
+        correct.add_((outputs.argmax(dim=1) == labels).sum())
+        samples.add_(len(labels))
+
+    def totals(self) -> torch.Tensor:
+        return self.sums

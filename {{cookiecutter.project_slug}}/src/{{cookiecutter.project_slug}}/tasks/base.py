@@ -6,7 +6,21 @@ they hold is the task's business."""
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch.utils.data import Dataset
+
+
+class RunningSums:
+    """A training epoch's running sums on the device: [loss x samples, one sum per
+    train_metrics name, samples]. `add` takes each batch; `totals` has every batch added so
+    far. The loop reads the totals only every --log-every updates, so a task may keep a few
+    batches' figures and add them up together: a step then launches fewer small kernels."""
+
+    def add(self, loss, outputs, targets) -> None:
+        raise NotImplementedError
+
+    def totals(self) -> torch.Tensor:
+        raise NotImplementedError
 
 
 class Validation:
@@ -77,9 +91,9 @@ class Task:
         """(loss, outputs) of a training batch: the forward pass and the loss, under autocast."""
         raise NotImplementedError
 
-    def add_running_sums(self, sums, loss, outputs, targets) -> None:
-        """Add a batch, in place, to the device tensor of running sums: [loss x samples, one
-        sum per train_metrics name, samples]."""
+    def running_sums(self, start: list[float] | None, device: torch.device) -> RunningSums:
+        """A training epoch's running sums, from `start` (those of an epoch stopped midway)
+        or zeros."""
         raise NotImplementedError
 
     def validation(self, keep_predictions: bool) -> Validation:

@@ -6,7 +6,7 @@ from torch import nn
 from torchmetrics import CatMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from .base import Task, Validation
+from .base import RunningSums, Task, Validation
 
 
 class ClassificationScores(Validation):
@@ -89,14 +89,8 @@ class ClassificationTask(Task):
         logits = model(inputs)
         return self.criterion(logits, targets), logits
 
-    def add_running_sums(self, sums, loss, outputs, targets) -> None:
-        """Soft targets (class-probability rows, as MixUp and CutMix make) count their top
-        class."""
-        hard_targets = targets.argmax(dim=1) if targets.ndim == 2 else targets
-        batch = targets.shape[0]
-        sums[0] += loss.float() * batch
-        sums[1] += (outputs.argmax(dim=1) == hard_targets).sum()
-        sums[2] += batch
+    def running_sums(self, start: list[float] | None, device: torch.device) -> "AccuracySums":
+        return AccuracySums(start, device)
 
     def report(self, scores: dict) -> dict:
         return {
@@ -109,3 +103,36 @@ class ClassificationTask(Task):
         probabilities = outputs.float().softmax(dim=1).cpu()
         names = self.spec.class_names
         return [prediction_row(top_classes(row, names, top_k)) for row in probabilities]
+
+
+class AccuracySums(RunningSums):
+    """Loss and correct predictions. The loss is added at each batch, in order (one kernel, so
+    a resumed epoch adds it up exactly as an uninterrupted one); the predicted classes and
+    targets are kept and counted KEPT_BATCHES batches at a time, or when the totals are read.
+    Soft targets (class-probability rows, as MixUp and CutMix make) count their top class."""
+
+    KEPT_BATCHES = 32
+
+    def __init__(self, start: list[float] | None, device: torch.device) -> None:
+        self.sums = torch.tensor(start or [0.0, 0.0, 0.0], device=device)
+        self.loss_sum, self.correct, self.samples = self.sums.unbind()
+        self.kept = []
+
+    def add(self, loss, outputs, targets) -> None:
+        self.loss_sum.add_(loss.float(), alpha=targets.shape[0])
+        self.kept.append((outputs.argmax(dim=1), targets))
+        if len(self.kept) == self.KEPT_BATCHES:
+            self.count_kept()
+
+    def totals(self) -> torch.Tensor:
+        self.count_kept()
+        return self.sums
+
+    def count_kept(self) -> None:
+        if not self.kept:
+            return
+        predicted, targets = zip(*self.kept, strict=True)
+        hard_targets = torch.cat([t.argmax(dim=1) if t.ndim == 2 else t for t in targets])
+        self.correct.add_((torch.cat(predicted) == hard_targets).sum())
+        self.samples.add_(len(hard_targets))
+        self.kept.clear()

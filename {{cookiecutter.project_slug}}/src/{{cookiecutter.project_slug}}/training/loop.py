@@ -105,8 +105,7 @@ def train_one_epoch(
     model.train()
     optimisation, progress, task = training.optimisation, training.progress, training.task
     device = runtime.device
-    width = len(task.train_metrics) + 2
-    sums = torch.tensor(progress.partial_sums or [0.0] * width, device=device)
+    running = task.running_sums(progress.partial_sums, device)
     started = time.perf_counter()
     last_batch = len(loader) - 1
     bar = tqdm(loader, desc=f"epoch {progress.epoch + 1}", disable=not show_progress, leave=False)
@@ -117,23 +116,26 @@ def train_one_epoch(
         group_size = micro_batches_in_group(index, len(loader), optimisation.accum_steps)
         with runtime.gradient_sync(model, enabled=is_update):
             loss, outputs = forward_backward(model, inputs, targets, training, group_size)
-        task.add_running_sums(sums, loss, outputs, targets)
+        running.add(loss, outputs, targets)
         if is_update:
             optimizer_step(model, optimisation)
             progress.global_step += 1
             if progress.global_step % log_every == 0:
-                values = read_running_means(sums, training)
+                values = read_running_means(running.totals(), training)
                 values["lr"] = optimisation.optimizer.param_groups[0]["lr"]
-                bar.set_postfix(loss=f"{values['train_loss']:.4f}", lr=f"{values['lr']:.2e}")
+                # The bar's next timed refresh shows them: redrawing it here costs every log.
+                shown = {"loss": f"{values['train_loss']:.4f}", "lr": f"{values['lr']:.2e}"}
+                bar.set_postfix(shown, refresh=False)
                 log_step(values, progress.global_step)
             if should_stop():
-                progress.batches_done, progress.partial_sums = index + 1, sums.tolist()
+                progress.batches_done, progress.partial_sums = index + 1, running.totals().tolist()
                 return None
     progress.batches_done, progress.partial_sums = 0, None
-    runtime.sum_in_place(sums)
+    totals = running.totals()
+    runtime.sum_in_place(totals)
     seconds = time.perf_counter() - started
-    values = read_running_means(sums, training)
-    values["samples_per_second"] = float(sums[-1]) / seconds
+    values = read_running_means(totals, training)
+    values["samples_per_second"] = float(totals[-1]) / seconds
     values["epoch_seconds"] = seconds
     return values
 
@@ -143,7 +145,7 @@ def forward_backward(model, inputs, targets, training: Training, group_size: int
     precision = training.optimisation.precision
     with precision.autocast():
         loss, outputs = training.task.training_loss(model, inputs, targets)
-    precision.backward(loss / group_size)
+    precision.backward(loss if group_size == 1 else loss / group_size)
     return loss.detach(), detached(outputs)
 
 
