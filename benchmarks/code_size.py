@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from rendered_project import PACKAGE, ROOT
+from rendered_project import ROOT, rendered_folder
 
 SCRATCH = ROOT / ".scratch" / "benchmarks" / "size"
 MINIMAL = {"logger": "none", "mixed_precision": "no", "multi_gpu": "none", "onnx_export": "no"}
@@ -70,7 +70,8 @@ def render(name: str, answers: dict) -> Path:
         stdout=subprocess.DEVNULL,
         env={**os.environ, "TMPDIR": str(SCRATCH / "tmp")},
     )
-    return output / PACKAGE / "src" / PACKAGE
+    project = rendered_folder(output)
+    return project / "src" / project.name
 
 
 def folder_name(module: str) -> str:

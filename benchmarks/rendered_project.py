@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "image_classifier"  # the slug the template's default project name gives
+PACKAGE = "image_classifier"  # the slug the template's default (image) project name gives
 
 
 def render_project(output_dir: Path, scratch: Path, *answers: str) -> Path:
@@ -28,7 +28,14 @@ def render_project(output_dir: Path, scratch: Path, *answers: str) -> Path:
         stdout=subprocess.DEVNULL,
         env={**os.environ, "TMPDIR": str(tmp)},
     )
-    return output_dir / PACKAGE
+    return rendered_folder(output_dir)
+
+
+def rendered_folder(output_dir: Path) -> Path:
+    """The one project rendered into `output_dir` (its name follows the task: image_classifier,
+    text_classifier)."""
+    (project,) = (path for path in output_dir.iterdir() if path.is_dir())
+    return project
 
 
 def build_training(project: dict, argv: list[str]):
@@ -46,7 +53,7 @@ def build_training(project: dict, argv: list[str]):
 def import_project(project_dir: Path, names: tuple[str, ...]) -> dict:
     """The generated package's modules `names`, by name."""
     sys.path.insert(0, str(project_dir / "src"))
-    return {name: importlib.import_module(f"{PACKAGE}.{name}") for name in names}
+    return {name: importlib.import_module(f"{project_dir.name}.{name}") for name in names}
 
 
 def machine_line() -> str:

@@ -63,16 +63,24 @@ def unselected_paths(answers: dict) -> list[str]:
 TASK_TEST_PREFIXES = {"text_classification": "test_text_"}
 # Each task's default recipe, for train --config.
 TASK_RECIPES = {"image_classification": "digits.yaml", "text_classification": "languages.yaml"}
-# The data/ modules only one task reads.
-TASK_DATA_MODULES = {
+# The modules only one task uses, by path inside the package.
+TASK_MODULES = {
     "image_classification": (
-        "class_folders",
-        "image_check",
-        "image_datasets",
-        "image_files",
-        "transforms",
+        "data/class_folders.py",
+        "data/image_check.py",
+        "data/image_datasets.py",
+        "data/image_files.py",
+        "data/transforms.py",
+        "insight/cam.py",
+        "loggers/cam_files.py",
     ),
-    "text_classification": ("bucketing", "text_datasets", "text_files", "text_tables", "tokenizer"),
+    "text_classification": (
+        "data/bucketing.py",
+        "data/text_datasets.py",
+        "data/text_files.py",
+        "data/text_tables.py",
+        "data/tokenizer.py",
+    ),
 }
 
 
@@ -89,9 +97,9 @@ def other_tasks_paths(answers: dict, package: Path) -> list[Path]:
             declared = re.search(r'\btask="(\w+)"', module.read_text(encoding="utf-8"))
             if declared and declared.group(1) != chosen:
                 paths.append(module)
-    for task, data_modules in TASK_DATA_MODULES.items():
+    for task, modules in TASK_MODULES.items():
         if task != chosen:
-            paths += [package / "data" / f"{module}.py" for module in data_modules]
+            paths += [package / module for module in modules]
             paths.append(Path("configs") / TASK_RECIPES[task])
     return paths + other_tasks_tests(chosen, Path("tests"))
 

@@ -148,8 +148,7 @@ def expected_files(answers: dict) -> set[str]:
         if uses_wandb(answers):
             files.add("configs/wandb_sweep.yaml")
     if answers["insight"] == "yes":
-        files |= {f"{package}/insight/{name}.py" for name in ("__init__", "cam", "finished_run")}
-        files.add(f"{package}/loggers/cam_files.py")
+        files |= {f"{package}/insight/{name}.py" for name in ("__init__", "finished_run")}
         if uses_wandb(answers):
             files.add("tests/offline_wandb.py")
     if answers["insight"] == "yes" or uses_tensorboard(answers):  # class names on pictures
@@ -205,6 +204,7 @@ def image_task_files(answers: dict, package: str) -> set[str]:
         if uses_wandb(answers):
             files.add("tests/test_wandb_sweep.py")
     if answers["insight"] == "yes":
+        files |= {f"{package}/insight/cam.py", f"{package}/loggers/cam_files.py"}
         files |= {"tests/test_cam.py", "tests/test_insight.py"}
         if uses_tensorboard(answers):
             files |= {"tests/test_insight_tensorboard.py", "tests/test_cam_tensorboard.py"}

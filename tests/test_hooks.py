@@ -168,7 +168,7 @@ def test_a_render_keeps_only_the_chosen_tasks_code(tmp_path, task):
     template = template_with_a_second_task(tmp_path)
     output = tmp_path / "out"
     command = [sys.executable, "-m", "cookiecutter", str(template), "--no-input"]
-    command += ["--output-dir", str(output), "init_git=no", f"task={task}"]
+    command += ["--output-dir", str(output), "init_git=no", f"task={task}", f"project_slug={SLUG}"]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     package = output / SLUG / "src" / SLUG

@@ -4,11 +4,12 @@ models in turn, and --monitor val_f1 on every other row); the text project passe
 in the all-options render (in full) and the minimal one (its quick tests)."""
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import INSIGHT, read_metrics, run_command, train_command
+from conftest import INSIGHT, SLUG, read_metrics, run_command, train_command
 from options import (
     ALL_OFF,
     ALL_ON,
@@ -34,6 +35,17 @@ SHORT_TEXT_RUN = [
     "matrix",
 ]
 PAIRWISE = pairwise_combinations([ALL_ON, ALL_OFF])
+# What only an image project has: a text project neither offers nor carries any of it.
+IMAGE_ONLY_FLAGS = ("--channels-last", "--cam-every", "--image-size", "grad-cam")
+IMAGE_ONLY_CODE = (
+    "GradCam",
+    "CamImages",
+    "cam_layer",
+    "channels_last",
+    "Grad-CAM",
+    "image_size_of",
+)
+IMAGE_ONLY_FILES = ("insight/cam.py", "loggers/cam_files.py", "data/transforms.py")
 
 
 def switches(combo: dict, row: int) -> list[str]:
@@ -106,3 +118,27 @@ def test_text_project_passes_its_own_tests(render, preloaded_python, combo):
     assert result.returncode == 0, result.stdout[-4000:]
     summary = result.stdout.strip().splitlines()[-1]
     assert re.search(r"\d+ passed", summary) and "failed" not in summary
+
+
+def test_a_text_project_is_named_after_its_task_by_default(cookies):
+    result = cookies.bake(extra_context={"task": "text_classification", "init_git": "no"})
+    assert result.exit_code == 0, result.exception
+    project = Path(result.project_path)
+    assert project.name == "text_classifier"
+    assert (project / "src" / "text_classifier" / "tasks" / "text_classification").is_dir()
+    assert 'name = "text_classifier"' in (project / "pyproject.toml").read_text()
+    readme = (project / "README.md").read_text()
+    assert readme.startswith("# Text Classifier\n\nText classification with PyTorch.")
+
+
+def test_a_text_project_carries_nothing_only_images_use(render, preloaded_python):
+    project = render(**(SUITES["all-options"] | TEXT))
+    package = project / "src" / SLUG
+    for command in ("train", "evaluate", "predict", "export"):
+        result = run_command([*preloaded_python, "-m", f"{SLUG}.{command}", "--help"], project)
+        assert result.returncode == 0, result.stderr[-2000:]
+        shown = [flag for flag in IMAGE_ONLY_FLAGS if flag in result.stdout.lower()]
+        assert shown == [], f"{command} --help offers {shown}"
+    sources = "\n".join(path.read_text() for path in package.rglob("*.py"))
+    assert [name for name in IMAGE_ONLY_CODE if name in sources] == []
+    assert [name for name in IMAGE_ONLY_FILES if (package / name).exists()] == []

@@ -100,8 +100,8 @@ def test_confusion_picture_of_one_image_labels_the_classes_without_images(monkey
     font = label_font(NON_ASCII_NAMES)
     picture = confusion_picture(matrix, shown_classes(matrix), NON_ASCII_NAMES, font)
     texts = [text for text, _ in drawn_texts]
-    assert {"café (no images)", "Ελλάδα", "кошка (no images)"} <= set(texts)
-    assert texts.count("1") == 1 and "0" not in texts  # cells of no images are blank
+    assert {"café (no samples)", "Ελλάδα", "кошка (no samples)"} <= set(texts)
+    assert texts.count("1") == 1 and "0" not in texts  # cells of no samples are blank
     assert np.asarray(picture.convert("L")).min() < 128  # drawn, dark on light
     for text, font in drawn_texts:
         assert all(ord(char) in characters_of(font) for char in text if not char.isspace()), text

@@ -9,7 +9,7 @@ from PIL import Image
 
 from {{ cookiecutter.project_slug }} import predict
 from {{ cookiecutter.project_slug }}.config.parser import saved_config
-from {{ cookiecutter.project_slug }}.data.loaders import all_images
+from {{ cookiecutter.project_slug }}.data.loaders import all_samples
 from {{ cookiecutter.project_slug }}.data.spec import DataSpec
 from {{ cookiecutter.project_slug }}.data.transforms import image_file_transform
 from {{ cookiecutter.project_slug }}.datasets import build_datasets
@@ -53,7 +53,7 @@ def evaluated(checkpoint: Path, folder: Path, for_inference: bool = True) -> dic
     state = load_checkpoint(checkpoint)
     config = saved_config(state["config"])
     splits, spec = build_datasets(replace(config.data, data_dir=folder), augment=False)
-    dataset = all_images(splits)
+    dataset = all_samples(splits)
     model = build_model(config.model.model, spec)
     load_model_weights(model, state, checkpoint, for_inference=for_inference)
     loader = torch.utils.data.DataLoader(dataset, batch_size=2)

@@ -99,7 +99,7 @@ def test_evaluate_prints_macro_f1_and_each_class_precision_and_recall(language_r
     report = json.loads((run_dir / "eval_val.json").read_text())
     assert report["split"] == "val" and report["classes"] == list(LANGUAGES)
     confusion = torch.tensor(report["confusion_matrix"])
-    assert report["images"] == int(confusion.sum()) > 0
+    assert report["texts"] == int(confusion.sum()) > 0
     diagonal = confusion.diagonal().double()
     expected_precision = (diagonal / confusion.sum(dim=0)).tolist()
     expected_recall = (diagonal / confusion.sum(dim=1)).tolist()
@@ -120,7 +120,7 @@ def test_evaluate_scores_a_file_given_with_data_dir(language_run, capsys, tmp_pa
     printed = evaluated(capsys, *argv, "--output", str(output))
     report = json.loads(output.read_text())
     assert (report["split"], report["data_dir"]) == ("all", str(held_out))
-    assert report["images"] == len(held_out.read_text(encoding="utf-8").splitlines()) - 1
+    assert report["texts"] == len(held_out.read_text(encoding="utf-8").splitlines()) - 1
     assert report["val_acc"] > 0.75 and f"report written to {output}" in printed
 
 

@@ -40,6 +40,5 @@ register(
         task="toy_sequences",
         build=build,
         class_names=lambda config: list(CLASSES),
-        default_image_size=0,
     )
 )

@@ -11,7 +11,7 @@ import torch
 from .config.flags import ConfigParser, positive_int
 from .config.parser import saved_config
 from .config.schema import DataConfig
-from .data.loaders import all_images
+from .data.loaders import all_samples
 from .data.spec import DataSpec, class_differences
 from .datasets import build_datasets, dataset_info
 from .errors import UserError, prepare_output_file, run_reporting_user_errors
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--split",
         choices=SPLITS,
         help="val: the run's validation split; test: the data folder's test/ folder; all: every "
-        "image (default: all for a --data-dir without split folders, else val)",
+        "sample (default: all for a --data-dir without split folders, else val)",
     )
     parser.add_argument("--data-dir", type=Path, help="score this folder instead of the run's data")
     parser.add_argument(
@@ -55,7 +55,7 @@ def chosen_split(args: argparse.Namespace, data: DataConfig) -> str:
 
 def split_dataset(splits: dict, split: str, data: DataConfig):
     if split == "all":
-        return all_images(splits)
+        return all_samples(splits)
     if split not in splits:
         where = "" if data.data_dir is None else f" in {data.data_dir}"
         raise UserError(
@@ -82,7 +82,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> tuple[dict, Task]:
     if args.data_dir is not None:
         data = dataclasses.replace(data, data_dir=args.data_dir)
     split = chosen_split(args, data)
-    # --split all is every image, added since or not; train and val are the recorded ones.
+    # --split all is every sample, added since or not; train and val are the recorded ones.
     recorded = None if split == "all" else recorded_split(checkpoint, data)
     trained = DataSpec.from_dict(checkpoint["data_spec"])
     splits, spec = build_datasets(data, False, recorded, trained)
@@ -101,7 +101,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> tuple[dict, Task]:
         "dataset": data.dataset,
         "split": split,
         "weights": "ema" if "ema" in checkpoint else "model",
-        "images": len(dataset),
+        task.input_names[1]: len(dataset),  # "images", "texts"
         **task.report(score(model, loader, task, cpu)),
     }
     return report, task

@@ -41,10 +41,10 @@ def load_implementations() -> None:
     for extra in EXTRAS:
         if extra.module is not None:
             importlib.import_module(f"{PACKAGE}.{extra.module}")
-{%- if cookiecutter.insight == "yes" %}
+{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
 
 
-def add_insight_flags(parser: argparse.ArgumentParser) -> None:
+def add_grad_cam_flags(parser: argparse.ArgumentParser) -> None:
     cam = parser.add_argument_group("grad-cam")
     cam.add_argument(
         "--cam-every",
@@ -53,6 +53,24 @@ def add_insight_flags(parser: argparse.ArgumentParser) -> None:
         help="Grad-CAM heat maps of up to 16 fixed validation images every N epochs, to "
         "<run folder>/cam/ and the loggers (0: off; models with a convolutional feature map)",
     )
+
+
+def check_grad_cam_flags(config: argparse.Namespace, parser: flags.ConfigParser) -> None:
+    from ..models import model_info
+
+    if config.cam_every and model_info(config.model).cam_layer is None:
+        parser.error(
+            f"--model {config.model} has no spatial feature map for Grad-CAM: drop --cam-every"
+        )
+
+
+# Its module keeps each Grad-CAM grid in the run folder (cam/), whatever the logger.
+EXTRAS.append(Extra("loggers.cam_files", add_grad_cam_flags, check_grad_cam_flags))
+{%- endif %}
+{%- if cookiecutter.insight == "yes" %}
+
+
+def add_finished_run_flags(parser: argparse.ArgumentParser) -> None:
     finished = parser.add_argument_group("end of run: best.pt on the validation split")
     finished.add_argument(
         "--embeddings",
@@ -71,17 +89,7 @@ def add_insight_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_insight_flags(config: argparse.Namespace, parser: flags.ConfigParser) -> None:
-    from ..models import model_info
-
-    if config.cam_every and model_info(config.model).cam_layer is None:
-        parser.error(
-            f"--model {config.model} has no spatial feature map for Grad-CAM: drop --cam-every"
-        )
-
-
-# Its module keeps each Grad-CAM grid in the run folder (cam/), whatever the logger.
-EXTRAS.append(Extra("loggers.cam_files", add_insight_flags, check_insight_flags))
+EXTRAS.append(Extra(None, add_finished_run_flags))
 {%- endif %}
 {%- if cookiecutter.mixed_precision == "yes" %}
 

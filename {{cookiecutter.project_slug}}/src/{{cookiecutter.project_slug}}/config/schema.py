@@ -177,9 +177,11 @@ class ModelConfig:
         "torch.compile the model (pays off on GPUs; compiling takes a minute on a CPU); "
         "checkpoints load with or without it"
     )
+{%- if cookiecutter.task == "image_classification" %}
     channels_last: bool = switch(
         "channels-last memory format for model and inputs (faster convolutions on tensor-core GPUs)"
     )
+{%- endif %}
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,21 @@ from torchvision import datasets, tv_tensors
 
 from ..errors import UserError, first_line
 from .image_files import load_rgb
+from .spec import DataSpec
 
 log = logging.getLogger("train.data")
+
+
+def image_size(config, default: int, trained_spec: DataSpec | None) -> int:
+    """--image-size, else the dataset's `default`; a run that continues a checkpoint (whose
+    `trained_spec` is given) must keep the size the model was trained at."""
+    size = config.image_size or default
+    if trained_spec is not None and trained_spec.image_size not in (None, size):
+        raise UserError(
+            f"the checkpoint was trained with --image-size {trained_spec.image_size}: resume with "
+            "the same flags, or start a new --name without --resume"
+        )
+    return size
 
 
 class TensorImageDataset(Dataset):

@@ -30,7 +30,7 @@ def loss_class_weights(choice: str, dataset: Dataset, class_names) -> torch.Tens
         if count == 0:
             raise UserError(
                 f"class {name} has no training samples, so --class-weights auto cannot weigh "
-                "it: add training images of it, or train with --class-weights none"
+                "it: add some, or train with --class-weights none"
             )
     weights = counts.sum() / (len(class_names) * counts.double())
     shown = [f"{weight:.3g}" for weight in weights.tolist()]

@@ -49,7 +49,7 @@ def build_loaders(
     training sampler, if it has one.
 
     The last, partial batch is kept unless it holds a single sample, which BatchNorm cannot
-    normalise: small folders train on every image.
+    normalise: small datasets train on every sample.
     """
     rank, world_size = placement.rank, placement.world_size
     if sampler is None:
@@ -121,5 +121,5 @@ def default_num_workers(decodes_files: bool, local_world_size: int) -> int:
     return max(1, min(8, available_cores() // max(1, local_world_size)))
 
 
-def all_images(splits: dict[str, Dataset]) -> Dataset:
+def all_samples(splits: dict[str, Dataset]) -> Dataset:
     return ConcatDataset([splits[name] for name in sorted(splits)])

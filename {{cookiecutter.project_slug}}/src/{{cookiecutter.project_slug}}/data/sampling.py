@@ -21,7 +21,7 @@ class SeededAugmentation(Dataset):
     """Draws each sample's random augmentation from the seed its sampler key carries.
 
     Augmentation then depends only on (seed, epoch, sample), not on which worker process
-    loads the sample or how long it has run: a resumed run sees the same images.
+    loads the sample or how long it has run: a resumed run sees the same samples.
     """
 
     def __init__(self, dataset: Dataset) -> None:

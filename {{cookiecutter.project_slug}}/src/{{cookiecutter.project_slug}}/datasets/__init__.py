@@ -27,7 +27,8 @@ class DatasetInfo:
     `build(config, augment, recorded_split, trained_spec)` returns ({"train", "val"[, "test"]:
     Dataset}, spec), where `trained_spec` is the spec of the checkpoint a run resumes or evaluate
     scores (None for a new run): a dataset whose spec is learned from its data (a tokenizer)
-    reuses it; `class_names(config)` the classes, known without reading a sample (resume checks);
+    reuses it, one whose input shape the model fixes (an image size) refuses another;
+    `class_names(config)` the classes, known without reading a sample (resume checks);
     `split_record(config, splits, spec, recorded)` the carved split a run records, if any;
     `scored_whole(data_dir)` whether evaluate scores every sample of a --data-dir by default
     (a folder without split folders).
@@ -37,7 +38,6 @@ class DatasetInfo:
     task: str  # the tasks/ package that trains on it
     build: Callable
     class_names: Callable
-    default_image_size: int | None = None  # image datasets' input side
     needs_data_dir: bool = False
     decodes_files: bool = False  # DataLoader worker processes pay off
     split_record: Callable = nothing_to_record
@@ -73,7 +73,3 @@ def build_datasets(
     the checkpoint's spec, which a learned one (a tokenizer) is taken from.
     """
     return dataset_info(config.dataset).build(config, augment, recorded_split, trained_spec)
-
-
-def image_size_of(config) -> int:
-    return config.image_size or dataset_info(config.dataset).default_image_size

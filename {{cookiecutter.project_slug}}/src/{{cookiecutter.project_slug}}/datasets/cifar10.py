@@ -3,10 +3,11 @@ its official test batch serves as the validation split."""
 
 from torchvision import datasets
 
+from ..data.image_datasets import image_size
 from ..data.spec import DataSpec
 from ..data.transforms import tensor_transforms
 from ..errors import UserError
-from . import DatasetInfo, image_size_of, register
+from . import DatasetInfo, register
 
 NATIVE_SIZE = 32
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
@@ -15,7 +16,7 @@ CLASSES += ("dog", "frog", "horse", "ship", "truck")
 
 
 def build(config, augment: bool, recorded_split: dict | None, trained_spec=None):
-    size = image_size_of(config)
+    size = image_size(config, NATIVE_SIZE, trained_spec)
     augmenting, eval_tf = tensor_transforms(size, NATIVE_SIZE, MEAN, STD)
     train_tf = augmenting if augment else eval_tf
     try:
@@ -46,7 +47,6 @@ register(
         task="image_classification",
         build=build,
         class_names=class_names,
-        default_image_size=NATIVE_SIZE,
         needs_data_dir=True,
     )
 )

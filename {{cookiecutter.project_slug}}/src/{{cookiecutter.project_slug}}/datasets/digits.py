@@ -4,10 +4,10 @@ scikit-learn (no download); validation carved by --val-fraction and --seed."""
 import torch
 from sklearn.datasets import load_digits
 
-from ..data.image_datasets import TensorImageDataset, split_indices
+from ..data.image_datasets import TensorImageDataset, image_size, split_indices
 from ..data.spec import DataSpec
 from ..data.transforms import tensor_transforms
-from . import DatasetInfo, image_size_of, register
+from . import DatasetInfo, register
 
 NATIVE_SIZE = 8
 MEAN, STD = (0.5,), (0.5,)
@@ -17,7 +17,7 @@ def build(config, augment: bool, recorded_split: dict | None, trained_spec=None)
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     labels = torch.tensor(digits.target)
-    size = image_size_of(config)
+    size = image_size(config, NATIVE_SIZE, trained_spec)
     spec = DataSpec(tuple(str(name) for name in digits.target_names), 1, size, MEAN, STD, size)
     augmenting, eval_tf = tensor_transforms(size, NATIVE_SIZE, MEAN, STD)
     train_tf = augmenting if augment else eval_tf
@@ -39,6 +39,5 @@ register(
         task="image_classification",
         build=build,
         class_names=class_names,
-        default_image_size=NATIVE_SIZE,
     )
 )

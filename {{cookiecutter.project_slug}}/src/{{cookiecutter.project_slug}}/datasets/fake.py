@@ -1,16 +1,16 @@
 """torchvision's FakeData: random images of --fake-classes classes, for smoke tests and
 benchmarks (--fake-samples in all, --val-fraction of them for validation)."""
 
-from ..data.image_datasets import FakeImages
+from ..data.image_datasets import FakeImages, image_size
 from ..data.spec import DataSpec
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, tensor_transforms
-from . import DatasetInfo, image_size_of, register
+from . import DatasetInfo, register
 
 NATIVE_SIZE = 32
 
 
 def build(config, augment: bool, recorded_split: dict | None, trained_spec=None):
-    size = image_size_of(config)
+    size = image_size(config, NATIVE_SIZE, trained_spec)
     spec = DataSpec(tuple(class_names(config)), 3, size, IMAGENET_MEAN, IMAGENET_STD, size)
     augmenting, eval_tf = tensor_transforms(size, NATIVE_SIZE, IMAGENET_MEAN, IMAGENET_STD)
     train_tf = augmenting if augment else eval_tf
@@ -31,6 +31,5 @@ register(
         task="image_classification",
         build=build,
         class_names=class_names,
-        default_image_size=NATIVE_SIZE,
     )
 )

@@ -11,10 +11,10 @@ from ..data.class_folders import (
     read_image_folder,
     split_manifest,
 )
-from ..data.image_datasets import ImageFileDataset
+from ..data.image_datasets import ImageFileDataset, image_size
 from ..data.spec import DataSpec
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, decode_min_side, photo_transforms
-from . import DatasetInfo, image_size_of, register
+from . import DatasetInfo, register
 
 # Photos are resized to this by default: enough detail to tell textures and scenes apart, small
 # enough to train from scratch on a CPU. Pretrained ImageNet weights want 224.
@@ -22,6 +22,7 @@ DEFAULT_PHOTO_SIZE = 64
 
 
 def build(config, augment: bool, recorded_split: dict | None, trained_spec=None):
+    size = image_size(config, DEFAULT_PHOTO_SIZE, trained_spec)
     folder = read_image_folder(
         Path(config.data_dir),
         config.val_fraction,
@@ -29,10 +30,9 @@ def build(config, augment: bool, recorded_split: dict | None, trained_spec=None)
         config.skip_bad_images,
         recorded_split,
     )
-    image_size = image_size_of(config)
-    resize_size = round(image_size / config.crop_ratio)
-    spec = DataSpec(folder.classes, 3, image_size, IMAGENET_MEAN, IMAGENET_STD, resize_size)
-    augmenting, eval_tf = photo_transforms(image_size, resize_size, IMAGENET_MEAN, IMAGENET_STD)
+    resize_size = round(size / config.crop_ratio)
+    spec = DataSpec(folder.classes, 3, size, IMAGENET_MEAN, IMAGENET_STD, resize_size)
+    augmenting, eval_tf = photo_transforms(size, resize_size, IMAGENET_MEAN, IMAGENET_STD)
     train_tf = augmenting if augment else eval_tf
     min_side = decode_min_side(spec)
     splits = {
@@ -66,7 +66,6 @@ register(
         task="image_classification",
         build=build,
         class_names=class_names,
-        default_image_size=DEFAULT_PHOTO_SIZE,
         needs_data_dir=True,
         decodes_files=True,
         split_record=split_record,

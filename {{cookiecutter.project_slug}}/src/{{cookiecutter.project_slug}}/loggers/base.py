@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config.schema import Config
 from ..data.spec import DataSpec
-{%- if cookiecutter.insight == "yes" %}
+{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class CamImages:
     panels: list[torch.Tensor]  # (3, H, W) uint8 each: an image, its overlay, labels below
     captions: list[str]  # "true 3, predicted 5", one per panel
     grid: torch.Tensor  # (3, H, W) uint8: the panels in rows of GRID_COLUMNS
+{%- endif %}
+{%- if cookiecutter.insight == "yes" %}
 
 
 @dataclass(frozen=True)
@@ -131,13 +133,15 @@ class RunLogger:
     def log_validation(self, results: dict, step: int) -> None:
         """After each validation: its scores (Validation.compute's), with every sample's
         prediction when a logger type needs_predictions."""
-{%- if cookiecutter.insight == "yes" %}
+{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
 
     def log_cam(self, images: CamImages, step: int) -> None:
         """Every --cam-every epochs, after validation: Grad-CAM of the same validation images."""
+{%- endif %}
+{%- if cookiecutter.insight == "yes" %}
 
     def log_embeddings(self, embeddings: Embeddings, step: int) -> None:
-        """Once training has finished: best.pt's features of validation images (insight/)."""
+        """Once training has finished: best.pt's features of validation samples (insight/)."""
 
     def log_mistakes(self, mistakes: list[Mistake], grid: Image.Image | None, step: int) -> None:
         """Once training has finished: best.pt's most confident wrong predictions, most

@@ -24,7 +24,7 @@ MARGIN = 4
 NO_GLYPH = "\U0010fffd"  # a private-use code point: every font draws its missing-glyph shape
 SHOWN_CLASSES = 20  # a confusion matrix beyond this many classes shows the most confused
 LABEL_WIDTH = 140  # the most pixels a class name takes beside or above a confusion matrix
-BLUES = ((247, 251, 255), (8, 48, 107))  # the colours of no and of the most images
+BLUES = ((247, 251, 255), (8, 48, 107))  # the colours of no and of the most samples
 
 
 def fitted(text: str, draw: ImageDraw.ImageDraw, font, width: int) -> str:
@@ -121,7 +121,7 @@ def glyph_pixels(font, char: str) -> bytes | None:
 
 def shown_classes(matrix: torch.Tensor, limit: int = SHOWN_CLASSES) -> list[int]:
     """Every class when there are at most `limit`; else the `limit` with the most errors (their
-    images predicted as another class, and other images predicted as them), in class order."""
+    samples predicted as another class, and other samples predicted as them), in class order."""
     if len(matrix) <= limit:
         return list(range(len(matrix)))
     errors = matrix.sum(dim=0) + matrix.sum(dim=1) - 2 * matrix.diagonal()
@@ -133,11 +133,11 @@ def confusion_picture(
 ) -> Image.Image:
     """The rows and columns `shown` (see shown_classes) of the confusion matrix (rows: true
     class, columns: predicted), each cell with its count and shaded by it. A class without
-    validation images is labelled so (its row is empty, not wrong)."""
+    validation samples is labelled so (its row is empty, not wrong)."""
     counts = matrix[shown][:, shown]
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     labels = [
-        class_names[index] + ("" if matrix[index].sum() else " (no images)") for index in shown
+        class_names[index] + ("" if matrix[index].sum() else " (no samples)") for index in shown
     ]
     labels = [fitted(font.drawable(label), measure, font.font, LABEL_WIDTH) for label in labels]
     label_width = max(math.ceil(measure.textlength(label, font=font.font)) for label in labels)
@@ -159,7 +159,7 @@ def confusion_picture(
 
 def draw_cells(draw: ImageDraw.ImageDraw, counts: torch.Tensor, origin, cell: int, font) -> None:
     """Each count in its square cell, shaded by its share of the largest count; cells of no
-    images are left blank, which also keeps drawing a sparse matrix quick."""
+    samples are left blank, which also keeps drawing a sparse matrix quick."""
     side = len(counts) * cell
     draw.rectangle((*origin, origin[0] + side, origin[1] + side), fill=shade(0.0))
     scale = max(int(counts.max()), 1)
@@ -189,7 +189,7 @@ def class_labels_strip(labels: list[str], cell: int, width: int, font) -> Image.
 
 
 def shade(share: float) -> tuple[int, int, int]:
-    """From white-blue (no images) to dark blue (the most)."""
+    """From white-blue (no samples) to dark blue (the most)."""
     low, high = BLUES
     return tuple(round(a + (b - a) * share) for a, b in zip(low, high, strict=True))
 {%- if cookiecutter.insight == "yes" %}

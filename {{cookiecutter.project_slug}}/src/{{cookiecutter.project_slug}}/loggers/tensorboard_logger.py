@@ -22,9 +22,18 @@ from torchvision.utils import make_grid
 
 from ..config.schema import Config
 from ..data.spec import DataSpec
-{%- if cookiecutter.insight == "yes" %}
+{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
 from .base import (
     CamImages,
+    Embeddings,
+    Mistake,
+    RunLogger,
+    is_image_batch,
+    markdown_table,
+    register_logger,
+)
+{%- elif cookiecutter.insight == "yes" %}
+from .base import (
     Embeddings,
     Mistake,
     RunLogger,
@@ -72,7 +81,7 @@ class TensorBoardLogger(RunLogger):
         self.writer = SummaryWriter(log_dir, purge_step=purge_step)
         self.config = config
         self.class_names = spec.class_names
-        self.font = label_font([*spec.class_names, "(no images)"])
+        self.font = label_font([*spec.class_names, "(no samples)"])
 
     def log_start(self, model: nn.Module, inputs: Callable[[], object]) -> None:
         """An image batch's grid and the model's graph traced on one of its images; nothing
@@ -102,7 +111,7 @@ class TensorBoardLogger(RunLogger):
         self.writer.add_image("val/confusion_matrix", np.asarray(picture), step, dataformats="HWC")
         probabilities, targets = results["probabilities"], results["targets"]
         for index in shown_classes(matrix, PR_CURVE_CLASSES):
-            if matrix[index].sum():  # a class without images has no PR curve
+            if matrix[index].sum():  # a class without samples has no PR curve
                 name, scores = self.class_names[index], probabilities[:, index]
                 self.writer.add_pr_curve(f"pr/{name}", targets == index, scores, step)
         self.writer.flush()  # drawn after the epoch's checkpoint: a stop may come next
@@ -116,10 +125,12 @@ class TensorBoardLogger(RunLogger):
             for name, parameter in model.named_parameters():
                 self.writer.add_histogram(f"weights/{name}", parameter, step)
         self.writer.flush()
-{%- if cookiecutter.insight == "yes" %}
+{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
 
     def log_cam(self, images: CamImages, step: int) -> None:
         self.writer.add_image("cam/val", images.grid, step)
+{%- endif %}
+{%- if cookiecutter.insight == "yes" %}
 
     def log_embeddings(self, embeddings: Embeddings, step: int) -> None:
         self.writer.add_embedding(

@@ -25,8 +25,10 @@ from torchvision.utils import make_grid
 from ..config.schema import Config
 from ..data.spec import DataSpec
 from ..errors import UserError
-{%- if cookiecutter.insight == "yes" %}
+{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
 from .base import CamImages, Embeddings, Mistake, RunLogger, is_image_batch, register_logger
+{%- elif cookiecutter.insight == "yes" %}
+from .base import Embeddings, Mistake, RunLogger, is_image_batch, register_logger
 {%- else %}
 from .base import RunLogger, is_image_batch, register_logger
 {%- endif %}
@@ -119,7 +121,7 @@ class WandbLogger(RunLogger):
 
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         self.run.log(record, step=step)
-{%- if cookiecutter.insight == "yes" %}
+{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
 
     def log_cam(self, images: CamImages, step: int) -> None:
         pictures = [
@@ -127,6 +129,8 @@ class WandbLogger(RunLogger):
             for panel, caption in zip(images.panels, images.captions, strict=True)
         ]
         self.run.log({"cam/val": pictures}, step=step)
+{%- endif %}
+{%- if cookiecutter.insight == "yes" %}
 
     def log_embeddings(self, embeddings: Embeddings, step: int) -> None:
         """A table whose features column wandb's 2D projection panel reduces and plots; pictures

@@ -23,16 +23,20 @@ class ModelInfo:
     """What the rest of the project needs to know about a model.
 
     `build(spec, pretrained)` returns the module for the data `spec` describes;
-    `embedding_layer(model)` is the layer whose input the end-of-run embeddings show;
-    `cam_layer(model)` the last block whose output is still a spatial feature map, which
+    `embedding_layer(model)` is the layer whose input the end-of-run embeddings show.
+{%- if cookiecutter.task == "image_classification" %}
+    `cam_layer(model)` is the last block whose output is still a spatial feature map, which
     Grad-CAM explains (None: the model has none, and --cam-every is refused).
+{%- endif %}
     """
 
     name: str
     task: str  # the tasks/ package whose batches it takes
     build: Callable
     embedding_layer: Callable = last_linear_layer
+{%- if cookiecutter.task == "image_classification" %}
     cam_layer: Callable | None = None
+{%- endif %}
     has_pretrained_weights: bool = False
 
 

@@ -17,8 +17,6 @@ OPTIONAL_PARTS = {
     "label_smoothing": ("label_smoothing",),
     "class_weights": ("class_weights",),
     "balanced_sampling": ("balanced_sampling",),
-    "channels_last": ("channels_last",),
-    "grad_cam": ("cam_every",),
     "embeddings": ("embeddings",),
     "mistakes": ("mistakes",),
     "onnx": ("export_onnx",),

@@ -68,6 +68,8 @@ class Task:
     # predict's CSV columns after "path", and how its messages name one input file and several.
     prediction_columns: tuple[str, ...] = ()
     input_names: tuple[str, str] = ("an input", "inputs")
+    # How the model's weights and 4-D input batches are laid out in memory.
+    memory_format: torch.memory_format = torch.contiguous_format
 
     def collate_fn(self):
         """Makes a training batch from the seeded samples (sample, target, seed)."""
@@ -119,8 +121,8 @@ class Task:
         raise NotImplementedError
 
     def format_report(self, report: dict) -> str:
-        """The report as the evaluate command prints it (`report` also holds "split", "images"
-        and "weights")."""
+        """The report as the evaluate command prints it (`report` also holds "split",
+        "weights" and the sample count under input_names[1]: "images", "texts")."""
         raise NotImplementedError
 
     def predict_inputs(self, sources: list[str]) -> PredictInputs:

@@ -51,13 +51,13 @@ class ClassificationScores(Validation):
 
 
 def per_class_accuracy(confusion: torch.Tensor) -> list[float | None]:
-    """Each class's recall from the confusion matrix; None for a class without images (its
+    """Each class's recall from the confusion matrix; None for a class without samples (its
     accuracy is unknown, not 0)."""
-    images = confusion.sum(dim=1)
+    counts = confusion.sum(dim=1)
     correct = confusion.diagonal()
     return [
         float(right) / float(count) if count else None
-        for right, count in zip(correct.tolist(), images.tolist(), strict=True)
+        for right, count in zip(correct.tolist(), counts.tolist(), strict=True)
     ]
 
 

@@ -10,8 +10,10 @@ from ..data.loaders import Placement, build_loaders
 from ..data.spec import DataSpec
 from ..datasets import dataset_info
 from ..errors import StoppedEarly, UserError, user_message
-{%- if cookiecutter.insight == "yes" %}
+{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
 from ..insight.cam import GradCam
+{%- endif %}
+{%- if cookiecutter.insight == "yes" %}
 from ..insight.finished_run import finished_training, record_insights_or_say_why
 {%- endif %}
 from ..loggers import (
@@ -33,7 +35,7 @@ from ..tasks import build_task
 from .early_stopping import EarlyStopping, resolve_mode
 from .ema import build_ema
 from .loop import NonFiniteLossError, Optimisation, Progress, Training, train_one_epoch
-from .model_setup import initialise_weights, memory_format, model_summary
+from .model_setup import initialise_weights, model_summary
 from .optimisation import build_optimizer, build_scheduler
 from .precision import build_precision
 from .report import epoch_line, epoch_record, resume_point
@@ -110,8 +112,8 @@ def build_training(config: Config, runtime: Runtime, log, state: dict | None = N
     recorded = recorded_split(state, config.data)
     trained_spec = None if state is None else DataSpec.from_dict(state["data_spec"])
     splits, spec = dataset.build(config.data, True, recorded, trained_spec)
-    check_has_validation_samples(splits["val"])
     task = build_task(dataset.task, config, spec, splits["train"], runtime.device)
+    check_has_validation_samples(splits["val"], task.input_names[1])
     placement = Placement(
         runtime.rank,
         runtime.world_size,
@@ -126,7 +128,7 @@ def build_training(config: Config, runtime: Runtime, log, state: dict | None = N
     )
     model = build_model(config.model.model, spec, config.model.pretrained)
     initialise_weights(model, config.model.init)
-    layout = memory_format(config.model)
+    layout = task.memory_format
     model.to(runtime.device, memory_format=layout)
     if runtime.is_main:
         log.info("model:\n%s", model_summary(model, task.example_input(), runtime.device))
@@ -159,12 +161,13 @@ def build_training(config: Config, runtime: Runtime, log, state: dict | None = N
     )
 
 
-def check_has_validation_samples(val_split) -> None:
-    """A run whose validation split is empty could score nothing: refuse it before training."""
+def check_has_validation_samples(val_split, samples: str) -> None:
+    """A run whose validation split is empty could score nothing: refuse it before training.
+    `samples`: what the split holds ("images", "texts")."""
     if len(val_split) == 0:
         raise UserError(
-            "the validation split has no images (--val-fraction holds images out only of classes "
-            "with 2 or more): add images, or a val/ folder of its own"
+            f"the validation split has no {samples} (--val-fraction holds {samples} out only of "
+            f"classes with 2 or more): add {samples}, or a validation split of its own"
         )
 
 
@@ -194,7 +197,7 @@ def fit(
     progress, run = training.progress, config.run
     if progress.global_step == 0:
         loggers.log_start(training.model, functools.cache(lambda: sample_batch(training)))
-{%- if cookiecutter.insight == "yes" %}
+{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
     cam_every, cam = config.extras["cam_every"], None
     if cam_every and runtime.is_main:  # the other ranks never compute it, nor wait for it
         cam = GradCam(
@@ -245,7 +248,7 @@ def fit(
         save_run_state(training, config, runtime, loggers.state_dict(), paths)
         log.info(epoch_line(record, run.epochs, training.task.declaration.headline))
         loggers.log_validation(selected_stats, progress.global_step)
-{%- if cookiecutter.insight == "yes" %}
+{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
         if cam is not None and progress.epoch % cam_every == 0:
             loggers.log_cam(cam(training.selecting_model, progress.epoch), progress.global_step)
 {%- endif %}

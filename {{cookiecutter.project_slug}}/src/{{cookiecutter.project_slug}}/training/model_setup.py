@@ -1,15 +1,8 @@
-"""A model made ready to train: its initialisation scheme, memory layout and summary."""
+"""A model made ready to train: its initialisation scheme and summary."""
 
 import torch
 from torch import nn
 from torchinfo import summary
-
-from ..config.schema import ModelConfig
-
-
-def memory_format(config: ModelConfig) -> torch.memory_format:
-    """How the model's weights and inputs are laid out in memory (--channels-last)."""
-    return torch.channels_last if config.channels_last else torch.contiguous_format
 
 
 def initialise_weights(model: nn.Module, scheme: str) -> None:

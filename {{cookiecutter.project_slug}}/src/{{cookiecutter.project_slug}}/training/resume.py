@@ -9,7 +9,7 @@ import torch
 
 from ..config.schema import Config, DataConfig
 from ..data.spec import DataSpec, class_differences
-from ..datasets import dataset_info, image_size_of
+from ..datasets import dataset_info
 from ..errors import UserError
 from ..runs.checkpoint import (
     atomic_save,
@@ -112,7 +112,7 @@ def load_resumable(path: Path, config: Config) -> dict:
         "ema": config.optim.ema,
         "balanced_sampling": config.data.balanced_sampling,  # decides the order within an epoch
         # Decide the validation split (a recorded one included: it was carved by them) and the
-        # order within an epoch: another value would turn training images into validation ones.
+        # order within an epoch: another value would turn training samples into validation ones.
         "seed": config.data.seed,
         "val_fraction": config.data.val_fraction,
     }
@@ -126,9 +126,6 @@ def load_resumable(path: Path, config: Config) -> dict:
         for flag, value in current.items()
         if saved.get(flag) != value
     ]
-    saved_size = state["data_spec"].get("image_size")
-    if saved_size is not None and saved_size != image_size_of(config.data):
-        differences.append(f"--image-size {saved_size}")
     if differences:
         raise UserError(
             f"checkpoint {path} was trained with {', '.join(differences)}: resume with the same "

@@ -14,8 +14,6 @@ DECLARATION = TaskDeclaration(
             "label_smoothing",
             "class_weights",
             "balanced_sampling",
-            "channels_last",
-            "grad_cam",
             "embeddings",
             "mistakes",
             "onnx",

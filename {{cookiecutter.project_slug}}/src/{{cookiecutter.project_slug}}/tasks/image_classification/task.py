@@ -99,4 +99,7 @@ def build(config, spec: DataSpec, train_split, device) -> ImageClassification:
         weights = loss_class_weights(optim.class_weights, train_split, spec.class_names)
     criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=optim.label_smoothing)
     collator = BatchCollator(spec.num_classes, data.mixup_alpha, data.cutmix_alpha)
-    return ImageClassification(spec, criterion.to(device), collator, device)
+    task = ImageClassification(spec, criterion.to(device), collator, device)
+    if config.model.channels_last:
+        task.memory_format = torch.channels_last
+    return task

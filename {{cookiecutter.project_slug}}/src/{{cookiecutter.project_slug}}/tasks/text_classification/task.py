@@ -96,7 +96,7 @@ class TextClassification(ClassificationTask):
 
     def format_report(self, report: dict) -> str:
         lines = [
-            f"{report['split']} ({report['images']} texts, {report['weights']} weights) "
+            f"{report['split']} ({report['texts']} texts, {report['weights']} weights) "
             f"loss {report['val_loss']:.4f}  accuracy {report['val_acc']:.4f}  "
             f"macro-F1 {report['val_f1']:.4f}",
             "class            precision  recall",
