@@ -45,7 +45,7 @@ class Clock:
 def epoch_clock(project: dict) -> Clock:
     """A logger each run builds like its own, registered after them (the chosen features'
     loggers register when their modules load): it sees every event after the run's own
-    loggers. Between validation and log_cam lie drawing Grad-CAM and writing it (the PNG, the
+    loggers. Between validation and log_figure lie drawing Grad-CAM and writing it (the PNG, the
     TensorBoard image)."""
     project["config.extras"].load_implementations()
     clock = Clock()
@@ -54,7 +54,7 @@ def epoch_clock(project: dict) -> Clock:
         def log_validation(self, results: dict, step: int) -> None:
             clock.validated = time.perf_counter()
 
-        def log_cam(self, images, step: int) -> None:
+        def log_figure(self, figure, step: int) -> None:
             clock.cam_seconds.append(time.perf_counter() - clock.validated)
 
         def log_epoch(self, record: dict, step: int, model) -> None:

@@ -45,7 +45,7 @@ def unselected_paths(answers: dict) -> list[str]:
         paths += ["configs/sweep.yaml", "configs/wandb_sweep.yaml"]
         paths += ["tests/test_sweep.py", "tests/test_wandb_sweep.py"]
     if answers["insight"] != "yes":
-        paths += [f"{package}/insight", f"{package}/loggers/cam_files.py"]
+        paths.append(f"{package}/insight")
         paths += ["tests/test_cam.py", "tests/test_cam_tensorboard.py", "tests/test_cam_wandb.py"]
         paths += ["tests/test_insight.py", "tests/test_insight_tensorboard.py"]
         paths += ["tests/test_insight_wandb.py", "tests/offline_wandb.py"]
@@ -72,7 +72,6 @@ TASK_MODULES = {
         "data/image_files.py",
         "data/transforms.py",
         "insight/cam.py",
-        "loggers/cam_files.py",
     ),
     "text_classification": (
         "data/bucketing.py",

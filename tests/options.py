@@ -204,7 +204,7 @@ def image_task_files(answers: dict, package: str) -> set[str]:
         if uses_wandb(answers):
             files.add("tests/test_wandb_sweep.py")
     if answers["insight"] == "yes":
-        files |= {f"{package}/insight/cam.py", f"{package}/loggers/cam_files.py"}
+        files.add(f"{package}/insight/cam.py")
         files |= {"tests/test_cam.py", "tests/test_insight.py"}
         if uses_tensorboard(answers):
             files |= {"tests/test_insight_tensorboard.py", "tests/test_cam_tensorboard.py"}

@@ -15,9 +15,9 @@ PROJECT_DIR = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
 CONTROL_TAG = re.compile(r"{%-?\s*(\w+)")
 TAG_LINE = re.compile(r"{%-?\s*\w+[^%]*?-?%}")  # a tag alone on its line, at its start
 # Whole-block conditionals only; two tasks (image and text) share the engine and its tests,
-# and the image-only parts inside shared modules (Grad-CAM's flags, events and loggers,
-# --channels-last) are rendered for image projects alone.
-MAX_CONTROL_TAGS = 140
+# and the image-only parts inside shared modules (Grad-CAM's flags, --channels-last) are
+# rendered for image projects alone.
+MAX_CONTROL_TAGS = 120
 # A line ending so is continued on the next one; a line starting so continues the one before.
 CONTINUED = ("(", "[", "{", ",", "\\", "=", "+", "-", "*", "/", " and", " or", " not")
 CONTINUING = (")", "]", "}", ".", ",", "+", "-", "*", "/", "and ", "or ")

@@ -39,13 +39,14 @@ PAIRWISE = pairwise_combinations([ALL_ON, ALL_OFF])
 IMAGE_ONLY_FLAGS = ("--channels-last", "--cam-every", "--image-size", "grad-cam")
 IMAGE_ONLY_CODE = (
     "GradCam",
-    "CamImages",
+    "GradCamEveryFewEpochs",
+    "cam/epoch",
     "cam_layer",
     "channels_last",
     "Grad-CAM",
     "image_size_of",
 )
-IMAGE_ONLY_FILES = ("insight/cam.py", "loggers/cam_files.py", "data/transforms.py")
+IMAGE_ONLY_FILES = ("insight/cam.py", "data/transforms.py")
 
 
 def switches(combo: dict, row: int) -> list[str]:

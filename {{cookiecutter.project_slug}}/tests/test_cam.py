@@ -187,9 +187,9 @@ def test_each_grid_is_drawn_after_its_epochs_checkpoint(train):
         def __init__(self, run_dir, config, spec, resumed) -> None:
             self.last = run_dir / "last.pt"
 
-        def log_cam(self, images, step) -> None:
+        def log_figure(self, figure, step) -> None:
             saved = load_checkpoint(self.last)["epoch"] if self.last.exists() else 0
-            saved_epochs.append((images.epoch, saved))
+            saved_epochs.append((figure.epoch, saved))
 
     LOGGER_TYPES.append(CheckpointWatcher)
     try:

@@ -10,6 +10,7 @@ from {{ cookiecutter.project_slug }}.runs.checkpoint import load_checkpoint
 from {{ cookiecutter.project_slug }}.runs.runtime import Runtime
 from {{ cookiecutter.project_slug }}.tasks import build_task
 from {{ cookiecutter.project_slug }}.training.fit import build_training
+from {{ cookiecutter.project_slug }}.training.hooks import HOOK_TYPES, TrainingHook
 from {{ cookiecutter.project_slug }}.training.loop import Progress, train_one_epoch
 from {{ cookiecutter.project_slug }}.training.validation import score
 
@@ -115,3 +116,33 @@ def test_each_epoch_is_saved_before_its_figures_and_after_its_record(train):
     finally:
         LOGGER_TYPES.remove(CheckpointWatcher)
     assert seen == [("record", 0), ("figures", 1)]
+
+
+def test_training_hooks_run_after_each_saved_epoch_and_once_at_the_end(train):
+    """The seam for work that is not a record (a figure each few epochs, a look at best.pt):
+    each epoch's call sees that epoch saved and the model that selects best.pt; the last call
+    comes once the epoch loop has ended."""
+    seen = []
+
+    class Watcher(TrainingHook):
+        def __init__(self, config, training, runtime, run_dir, log) -> None:
+            self.training, self.last = training, run_dir / "last.pt"
+
+        def after_validation(self, model, loggers) -> None:
+            saved = load_checkpoint(self.last)["epoch"]
+            selecting = model is self.training.selecting_model
+            seen.append(("validation", self.training.progress.epoch, saved, selecting))
+
+        def after_training(self, stop, loggers) -> None:
+            seen.append(("training", self.training.progress.epoch, stop.requested()))
+
+    HOOK_TYPES.append(Watcher)
+    try:
+        train("--epochs", "2", "--ema", "0.9")
+    finally:
+        HOOK_TYPES.remove(Watcher)
+    assert seen == [
+        ("validation", 1, 1, True),
+        ("validation", 2, 2, True),
+        ("training", 2, False),
+    ]

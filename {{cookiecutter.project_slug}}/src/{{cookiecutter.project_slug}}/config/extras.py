@@ -24,8 +24,9 @@ def no_checks(config: argparse.Namespace, parser: flags.ConfigParser) -> None:
 
 @dataclass(frozen=True)
 class Extra:
-    """An optional part's flags, their checks, and the module that registers its logger or
-    launcher when imported (None: the part is plain code switched by its flags)."""
+    """An optional part's flags, their checks, and the module that registers its logger,
+    launcher or training hook when imported (None: the part is plain code switched by its
+    flags)."""
 
     module: str | None
     add_flags: Callable[[argparse.ArgumentParser], None] = no_flags
@@ -64,8 +65,7 @@ def check_grad_cam_flags(config: argparse.Namespace, parser: flags.ConfigParser)
         )
 
 
-# Its module keeps each Grad-CAM grid in the run folder (cam/), whatever the logger.
-EXTRAS.append(Extra("loggers.cam_files", add_grad_cam_flags, check_grad_cam_flags))
+EXTRAS.append(Extra("insight.cam", add_grad_cam_flags, check_grad_cam_flags))
 {%- endif %}
 {%- if cookiecutter.insight == "yes" %}
 
@@ -89,7 +89,7 @@ def add_finished_run_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-EXTRAS.append(Extra(None, add_finished_run_flags))
+EXTRAS.append(Extra("insight.finished_run", add_finished_run_flags))
 {%- endif %}
 {%- if cookiecutter.mixed_precision == "yes" %}
 

@@ -1,11 +1,14 @@
-"""--cam-every: Grad-CAM heat maps of a fixed set of validation images, for the loggers.
+"""--cam-every: Grad-CAM heat maps of a fixed set of validation images, in the run folder
+(cam/epoch-NNN.png, whatever the logger) and for the loggers.
 
 Grad-CAM (Selvaraju et al., 2017) weighs each feature map of the model's last convolutional
 block by the mean gradient of the predicted class's logit over that map; the positive part of
 the weighted sum, scaled up to the image, shows where the evidence for the prediction lies.
 """
 
+import logging
 import math
+from pathlib import Path
 
 import torch
 from PIL import ImageDraw
@@ -14,11 +17,15 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import make_grid
 
+from ..config.schema import Config
 from ..data.labels import training_labels
 from ..data.spec import DataSpec
-from ..loggers.base import CamImages
+from ..loggers.base import ExperimentLoggers, Figure
 from ..loggers.pictures import fitted, label_font, unnormalised
 from ..models import model_info
+from ..runs.runtime import Runtime
+from ..training.hooks import TrainingHook, register_hook
+from ..training.loop import Training
 
 IMAGES_PER_CLASS = 2
 MAX_IMAGES = 16
@@ -30,6 +37,41 @@ GAP = 2  # between an image and its overlay
 GRID_COLUMNS = 4
 GRID_PADDING = 4
 HEAT_OPACITY = 0.5
+
+
+@register_hook
+class GradCamEveryFewEpochs(TrainingHook):
+    """Every --cam-every epochs, after validation: GradCam's figure, to the run folder and the
+    loggers."""
+
+    def __init__(
+        self,
+        config: Config,
+        training: Training,
+        runtime: Runtime,
+        run_dir: Path,
+        log: logging.Logger,
+    ) -> None:
+        self.every, self.progress = config.extras["cam_every"], training.progress
+        self.folder = run_dir / "cam"
+        self.cam = None
+        if self.every:
+            self.cam = GradCam(
+                config.model.model,
+                training.val_loader.dataset,
+                training.spec,
+                runtime.device,
+                training.memory_format,
+            )
+
+    def after_validation(self, model: nn.Module, loggers: ExperimentLoggers) -> None:
+        if self.cam is None or self.progress.epoch % self.every:
+            return
+        figure = self.cam(model, self.progress.epoch)
+        self.folder.mkdir(exist_ok=True)
+        path = self.folder / f"epoch-{figure.epoch:03d}.png"
+        F.to_pil_image(figure.grid).save(path, compress_level=1)  # twice as fast as the default
+        loggers.log_figure(figure, self.progress.global_step)
 
 
 class GradCam:
@@ -51,7 +93,7 @@ class GradCam:
         self.cam_layer = model_info(model_name).cam_layer
         self.spec = spec
 
-    def __call__(self, model: nn.Module, epoch: int) -> CamImages:
+    def __call__(self, model: nn.Module, epoch: int) -> Figure:
         heat_maps, predicted = grad_cam(model, self.cam_layer(model), self.images)
         names = self.spec.class_names
         true_names = [names[label] for label in self.labels]
@@ -63,7 +105,8 @@ class GradCam:
         corners = panel_corners(len(panels), width, height)
         grid = make_grid(panels, nrow=GRID_COLUMNS, padding=GRID_PADDING, pad_value=1.0)
         grid = with_labels(grid, corners, (width, height), true_names, predicted_names)
-        return CamImages(
+        return Figure(
+            "cam",
             epoch,
             panels=[grid[:, top : top + height, left : left + width] for left, top in corners],
             captions=[

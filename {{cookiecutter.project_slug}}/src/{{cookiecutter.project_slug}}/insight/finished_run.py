@@ -30,13 +30,15 @@ from torchvision.transforms.v2 import functional as F
 from ..config.schema import Config, RunConfig
 from ..data.labels import training_labels
 from ..data.spec import DataSpec
-from ..loggers.base import Embeddings, Mistake, RunLogger, one_line
+from ..loggers.base import Embeddings, ExperimentLoggers, Mistake, RunLogger, one_line
 from ..loggers.pictures import LINE_HEIGHT, MARGIN, fitted, label_font
 from ..models import build_model, model_info
 from ..runs.checkpoint import load_checkpoint, load_model_weights
 from ..runs.preemption import StopRequest, ignore_stop_signals
-from ..runs.runtime import to_device
+from ..runs.runtime import Runtime, to_device
 from ..tasks.base import Task
+from ..training.hooks import TrainingHook, register_hook
+from ..training.loop import Training
 
 SPRITE_LIMIT = 8192  # TensorBoard's projector draws sprites up to this many pixels a side
 THUMBNAIL_SIDE = 32  # the largest sprite thumbnail
@@ -57,7 +59,30 @@ class SplitPredictions:
     features: torch.Tensor
 
 
-def finished_training(run: RunConfig, training, stop: StopRequest) -> bool:
+@register_hook
+class BestCheckpointInsights(TrainingHook):
+    """record_insights once training has finished."""
+
+    def __init__(
+        self,
+        config: Config,
+        training: Training,
+        runtime: Runtime,
+        run_dir: Path,
+        log: logging.Logger,
+    ) -> None:
+        self.config, self.training, self.device = config, training, runtime.device
+        self.run_dir, self.log = run_dir, log
+
+    def after_training(self, stop: StopRequest, loggers: ExperimentLoggers) -> None:
+        if finished_training(self.config.run, self.training, stop):
+            step = self.training.progress.global_step
+            record_insights_or_say_why(
+                self.config, self.training, self.device, self.run_dir, loggers, step, self.log
+            )
+
+
+def finished_training(run: RunConfig, training: Training, stop: StopRequest) -> bool:
     """Every epoch trained, or early stopping ended it; not a --stop-after-epochs part of a run,
     nor one asked to stop after its last step (it may be about to be killed)."""
     done = training.progress.epoch >= run.epochs or training.stopper.should_stop

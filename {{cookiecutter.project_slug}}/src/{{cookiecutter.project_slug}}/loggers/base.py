@@ -6,9 +6,7 @@ with `register_logger` when its feature module is imported.
 """
 
 from collections.abc import Callable
-{%- if cookiecutter.insight == "yes" %}
 from dataclasses import dataclass
-{%- endif %}
 from pathlib import Path
 
 import torch
@@ -19,18 +17,20 @@ from torch import nn
 
 from ..config.schema import Config
 from ..data.spec import DataSpec
-{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
 
 
 @dataclass(frozen=True)
-class CamImages:
-    """One epoch's Grad-CAM, as the loggers receive it."""
+class Figure:
+    """Captioned pictures a training hook draws after an epoch's validation, as the loggers
+    receive them: say, the same validation samples as that epoch's model sees them."""
 
+    name: str  # what it shows: the trackers' key <name>/val
     epoch: int
-    panels: list[torch.Tensor]  # (3, H, W) uint8 each: an image, its overlay, labels below
-    captions: list[str]  # "true 3, predicted 5", one per panel
-    grid: torch.Tensor  # (3, H, W) uint8: the panels in rows of GRID_COLUMNS
-{%- endif %}
+    panels: list[torch.Tensor]  # (3, H, W) uint8 each: a sample as drawn, with its caption
+    captions: list[str]  # one per panel
+    grid: torch.Tensor  # (3, H, W) uint8: every panel in one picture
+
+
 {%- if cookiecutter.insight == "yes" %}
 
 
@@ -133,11 +133,9 @@ class RunLogger:
     def log_validation(self, results: dict, step: int) -> None:
         """After each validation: its scores (Validation.compute's), with every sample's
         prediction when a logger type needs_predictions."""
-{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
 
-    def log_cam(self, images: CamImages, step: int) -> None:
-        """Every --cam-every epochs, after validation: Grad-CAM of the same validation images."""
-{%- endif %}
+    def log_figure(self, figure: Figure, step: int) -> None:
+        """After an epoch's validation, when a training hook draws one (training/hooks.py)."""
 {%- if cookiecutter.insight == "yes" %}
 
     def log_embeddings(self, embeddings: Embeddings, step: int) -> None:

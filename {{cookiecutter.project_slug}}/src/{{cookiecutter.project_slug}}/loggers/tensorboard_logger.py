@@ -22,19 +22,10 @@ from torchvision.utils import make_grid
 
 from ..config.schema import Config
 from ..data.spec import DataSpec
-{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
-from .base import (
-    CamImages,
-    Embeddings,
-    Mistake,
-    RunLogger,
-    is_image_batch,
-    markdown_table,
-    register_logger,
-)
-{%- elif cookiecutter.insight == "yes" %}
+{%- if cookiecutter.insight == "yes" %}
 from .base import (
     Embeddings,
+    Figure,
     Mistake,
     RunLogger,
     is_image_batch,
@@ -42,7 +33,7 @@ from .base import (
     register_logger,
 )
 {%- else %}
-from .base import RunLogger, is_image_batch, register_logger
+from .base import Figure, RunLogger, is_image_batch, register_logger
 {%- endif %}
 from .pictures import confusion_picture, label_font, shown_classes
 
@@ -125,11 +116,9 @@ class TensorBoardLogger(RunLogger):
             for name, parameter in model.named_parameters():
                 self.writer.add_histogram(f"weights/{name}", parameter, step)
         self.writer.flush()
-{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
 
-    def log_cam(self, images: CamImages, step: int) -> None:
-        self.writer.add_image("cam/val", images.grid, step)
-{%- endif %}
+    def log_figure(self, figure: Figure, step: int) -> None:
+        self.writer.add_image(f"{figure.name}/val", figure.grid, step)
 {%- if cookiecutter.insight == "yes" %}
 
     def log_embeddings(self, embeddings: Embeddings, step: int) -> None:

@@ -25,12 +25,10 @@ from torchvision.utils import make_grid
 from ..config.schema import Config
 from ..data.spec import DataSpec
 from ..errors import UserError
-{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
-from .base import CamImages, Embeddings, Mistake, RunLogger, is_image_batch, register_logger
-{%- elif cookiecutter.insight == "yes" %}
-from .base import Embeddings, Mistake, RunLogger, is_image_batch, register_logger
+{%- if cookiecutter.insight == "yes" %}
+from .base import Embeddings, Figure, Mistake, RunLogger, is_image_batch, register_logger
 {%- else %}
-from .base import RunLogger, is_image_batch, register_logger
+from .base import Figure, RunLogger, is_image_batch, register_logger
 {%- endif %}
 
 OFFLINE_MODES = ("offline", "disabled", "dryrun")
@@ -121,15 +119,13 @@ class WandbLogger(RunLogger):
 
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
         self.run.log(record, step=step)
-{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
 
-    def log_cam(self, images: CamImages, step: int) -> None:
+    def log_figure(self, figure: Figure, step: int) -> None:
         pictures = [
             wandb.Image(panel.permute(1, 2, 0).numpy(), caption=caption)
-            for panel, caption in zip(images.panels, images.captions, strict=True)
+            for panel, caption in zip(figure.panels, figure.captions, strict=True)
         ]
-        self.run.log({"cam/val": pictures}, step=step)
-{%- endif %}
+        self.run.log({f"{figure.name}/val": pictures}, step=step)
 {%- if cookiecutter.insight == "yes" %}
 
     def log_embeddings(self, embeddings: Embeddings, step: int) -> None:

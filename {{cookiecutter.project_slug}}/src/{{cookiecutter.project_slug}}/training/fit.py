@@ -10,12 +10,6 @@ from ..data.loaders import Placement, build_loaders
 from ..data.spec import DataSpec
 from ..datasets import dataset_info
 from ..errors import StoppedEarly, UserError, user_message
-{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
-from ..insight.cam import GradCam
-{%- endif %}
-{%- if cookiecutter.insight == "yes" %}
-from ..insight.finished_run import finished_training, record_insights_or_say_why
-{%- endif %}
 from ..loggers import (
     ExperimentLoggers,
     append_to_run_log,
@@ -34,6 +28,7 @@ from ..runs.runtime import Runtime, launch, seed_everything
 from ..tasks import build_task
 from .early_stopping import EarlyStopping, resolve_mode
 from .ema import build_ema
+from .hooks import build_hooks
 from .loop import NonFiniteLossError, Optimisation, Progress, Training, train_one_epoch
 from .model_setup import initialise_weights, model_summary
 from .optimisation import build_optimizer, build_scheduler
@@ -197,17 +192,7 @@ def fit(
     progress, run = training.progress, config.run
     if progress.global_step == 0:
         loggers.log_start(training.model, functools.cache(lambda: sample_batch(training)))
-{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
-    cam_every, cam = config.extras["cam_every"], None
-    if cam_every and runtime.is_main:  # the other ranks never compute it, nor wait for it
-        cam = GradCam(
-            config.model.model,
-            training.val_loader.dataset,
-            training.spec,
-            runtime.device,
-            training.memory_format,
-        )
-{%- endif %}
+    hooks = build_hooks(config, training, runtime, run_dir, log)
     started = time.perf_counter()
     for epoch in range(progress.epoch, last_epoch(run, progress)):
         training.train_loader.sampler.set_epoch(
@@ -248,20 +233,15 @@ def fit(
         save_run_state(training, config, runtime, loggers.state_dict(), paths)
         log.info(epoch_line(record, run.epochs, training.task.declaration.headline))
         loggers.log_validation(selected_stats, progress.global_step)
-{%- if cookiecutter.insight == "yes" and cookiecutter.task == "image_classification" %}
-        if cam is not None and progress.epoch % cam_every == 0:
-            loggers.log_cam(cam(training.selecting_model, progress.epoch), progress.global_step)
-{%- endif %}
+        for hook in hooks:
+            hook.after_validation(training.selecting_model, loggers)
         if runtime.rank0_decides(training.stopper.should_stop):
             log.info("early stopping: %s has not improved for %d epochs", run.monitor, run.patience)
             break
     runtime.check_replicas_agree(training.model, log)
     log.info("trained to epoch %d in %.1f s", progress.epoch, time.perf_counter() - started)
-{%- if cookiecutter.insight == "yes" %}
-    if runtime.is_main and finished_training(run, training, stop):
-        step = progress.global_step
-        record_insights_or_say_why(config, training, runtime.device, run_dir, loggers, step, log)
-{%- endif %}
+    for hook in hooks:
+        hook.after_training(stop, loggers)
     loggers.finish({run.monitor: training.stopper.best}, run_dir / "best.pt")
     selected_by = f"ema_{run.monitor}" if training.optimisation.ema is not None else run.monitor
     log.info("best %s %.4f; run folder %s", selected_by, training.stopper.best, run_dir)
