@@ -47,6 +47,7 @@ IMAGE_ONLY_CODE = (
     "image_size_of",
 )
 IMAGE_ONLY_FILES = ("insight/cam.py", "data/transforms.py")
+IMAGE_SPEC_FIELDS = ("in_channels", "image_size", "mean", "std", "resize_size")
 
 
 def switches(combo: dict, row: int) -> list[str]:
@@ -79,9 +80,9 @@ def test_text_combination_trains_on_cpu(render, preloaded_python, row, combo, tm
     assert [record["epoch"] for record in records] == [1, 2]
     assert all(0.0 <= record["val_f1"] <= 1.0 for record in records)
     assert records[-1]["val_acc"] > 1 / 9  # nine languages: better than chance already
-    assert (run_dir / "tokenizer.json").read_text() == torch.load(
-        run_dir / "best.pt", weights_only=True
-    )["data_spec"]["tokenizer"]
+    spec = torch.load(run_dir / "best.pt", weights_only=True)["data_spec"]
+    assert (run_dir / "tokenizer.json").read_text() == spec["tokenizer"]
+    assert set(spec).isdisjoint(IMAGE_SPEC_FIELDS), spec.keys()
     shares = [float(share) for share in re.findall(r"([\d.]+) % of the batches' tokens", log)]
     assert len(shares) == 2 and all(share <= 10 for share in shares), shares
     weights = torch.load(run_dir / "last.pt", weights_only=True)["model"]

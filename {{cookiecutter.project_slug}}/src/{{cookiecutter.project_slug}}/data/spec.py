@@ -25,10 +25,12 @@ class DataSpec:
         return len(self.class_names)
 
     def to_dict(self) -> dict:
-        """Plain data (lists for tuples), as checkpoints and model.onnx keep it."""
+        """Plain data (lists for tuples), as checkpoints and model.onnx keep it: the fields the
+        task's data sets, without those of other inputs (None; from_dict restores them)."""
         return {
             key: list(value) if isinstance(value, tuple) else value
             for key, value in dataclasses.asdict(self).items()
+            if value is not None
         }
 
     @classmethod
