@@ -120,6 +120,7 @@ def expected_files(answers: dict) -> set[str]:
         f"{package}/training/__init__.py",
         f"{package}/training/fit.py",
         f"{package}/training/loop.py",
+        f"{package}/training/hooks.py",
         f"{package}/training/validation.py",
         f"{package}/training/model_setup.py",
         f"{package}/training/resume.py",
