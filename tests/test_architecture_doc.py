@@ -98,8 +98,8 @@ LAYERS = (
     {"data", "datasets", "models", "tasks"},
     {"runs"},
     {"loggers"},
-    {"insight"},
     {"training"},
+    {"insight"},
     {"sweeps"},
 )
 # The documented exception: config/ reads the torch-free registries' facts.
