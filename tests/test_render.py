@@ -95,7 +95,7 @@ FEATURE_TRACES = {
     "onnx": ("import onnx", "--export-onnx", "OnnxExport"),
 }
 FEATURE_TRACES["sweeps"] = ("import optuna", "SearchSpace", "open_study")
-FEATURE_TRACES["insight"] = ("GradCam", "BestCheckpointInsights", "log_embeddings", "record_insights")
+FEATURE_TRACES["insight"] = ("GradCam", "BestCheckpointInsights", "log_embeddings")
 # What each of those leaves in the generated tests (a sweep's study folder is still refused by
 # predict and train, and tested so, without the sweep command).
 TEST_TRACES = {

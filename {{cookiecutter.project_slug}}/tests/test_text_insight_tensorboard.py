@@ -57,6 +57,7 @@ def test_tensorboard_holds_the_texts_projector_and_the_mistakes_table(train):
 
     events = EventAccumulator(str(board), size_guidance={"tensors": 0})
     events.Reload()
+    assert {"f1/val", "accuracy/val"} <= set(events.Tags()["scalars"])  # the task's own too
     (summary,) = events.Tensors("val/mistakes/text_summary")
     markdown = summary.tensor_proto.string_val[0].decode("utf-8")
     with open(run_dir / "mistakes.csv", newline="", encoding="utf-8") as file:

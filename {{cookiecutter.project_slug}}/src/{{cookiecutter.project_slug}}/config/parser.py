@@ -179,6 +179,8 @@ def check_dataset_and_model(parser: ConfigParser, config: argparse.Namespace) ->
     if config.pretrained and not model.has_pretrained_weights:
         parser.error(f"--pretrained: {config.model} has no pretrained weights; drop --pretrained")
     task = declaration(dataset.task)
+    if config.monitor is None:
+        config.monitor = task.headline
     if config.monitor not in task.metrics:
         parser.error(
             f"--monitor {config.monitor} is not a metric of {task.name}: pick one of "

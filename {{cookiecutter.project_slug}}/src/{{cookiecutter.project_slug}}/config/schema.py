@@ -262,9 +262,10 @@ class RunConfig:
         0.0, "early stopping: smallest change that counts", type=non_negative_float
     )
     monitor: str = flag(
-        "val_acc",
-        "validation metric to watch: val_loss or one of the task's (spell it --monitor-metric "
-        "after torchrun, whose own parser takes --monitor for its --monitor-interval)",
+        None,
+        "validation metric to watch: val_loss or one of the task's (default: the task's "
+        "headline metric; spell it --monitor-metric after torchrun, whose own parser takes "
+        "--monitor for its --monitor-interval)",
         aliases=("--monitor-metric",),
     )
     mode: str = flag(

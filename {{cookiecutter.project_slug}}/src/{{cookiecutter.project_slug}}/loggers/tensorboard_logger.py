@@ -53,6 +53,19 @@ EPOCH_SCALARS = {
     "epoch_seconds": "time/epoch_seconds",
 }
 
+# A task's other means: <metric>/<split>, beside the ones above.
+SPLIT_PREFIXES = {"ema_val_": "val_ema", "val_": "val", "train_": "train"}
+
+
+def scalar_tag(key: str) -> str | None:
+    """Where an epoch record's value is plotted (None: not plotted, as the step, its x axis)."""
+    if key in EPOCH_SCALARS:
+        return EPOCH_SCALARS[key]
+    for prefix, split in SPLIT_PREFIXES.items():
+        if key.startswith(prefix):
+            return f"{key.removeprefix(prefix)}/{split}"
+    return None
+
 
 @register_logger
 class TensorBoardLogger(RunLogger):
@@ -108,9 +121,10 @@ class TensorBoardLogger(RunLogger):
         self.writer.flush()  # drawn after the epoch's checkpoint: a stop may come next
 
     def log_epoch(self, record: dict, step: int, model: nn.Module) -> None:
-        for key, tag in EPOCH_SCALARS.items():
-            if key in record:
-                self.writer.add_scalar(tag, record[key], step)
+        for key, value in record.items():
+            tag = scalar_tag(key)
+            if tag is not None and isinstance(value, float | int):
+                self.writer.add_scalar(tag, value, step)
         every = self.config.extras["histogram_every"]
         if every and record["epoch"] % every == 0:
             for name, parameter in model.named_parameters():

@@ -9,7 +9,7 @@ import netrc
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import wandb
@@ -24,7 +24,9 @@ from torchvision.utils import make_grid
 
 from ..config.schema import Config
 from ..data.spec import DataSpec
+from ..datasets import dataset_info
 from ..errors import UserError
+from ..tasks import declaration
 {%- if cookiecutter.insight == "yes" %}
 from .base import Embeddings, Figure, Mistake, RunLogger, is_image_batch, register_logger
 {%- else %}
@@ -71,6 +73,11 @@ def has_wandb_credentials() -> bool:
         return False
 
 
+def task_metrics(config: Config) -> Mapping[str, str]:
+    """The validation metrics of the run's task, each "min" or "max" as it is better."""
+    return declaration(dataset_info(config.data.dataset).task).metrics
+
+
 def project_name(config: Config) -> str:
     """--wandb-project, else $WANDB_PROJECT, else this package's name (wandb's own default, made
     from the working folder's path, fails beyond 128 characters)."""
@@ -99,8 +106,8 @@ class WandbLogger(RunLogger):
         except wandb.errors.Error as error:
             reason = str(error).splitlines()[0]
             raise UserError(f"wandb could not start the run ({reason}): {OFFLINE_HINT}") from None
-        self.run.define_metric("val_acc", summary="max")
-        self.run.define_metric("val_loss", summary="min")
+        for metric, better in task_metrics(config).items():
+            self.run.define_metric(metric, summary=better)
 
     @classmethod
     def check_can_start(cls, config: Config) -> None:
