@@ -1,11 +1,14 @@
-"""A second task trains through the seam a rendered project ships, with no edit to its engine.
+"""Other tasks train through the seam a rendered project ships, with no edit to its engine.
 
-tests/toy_task/ holds the task (token sequences of varying length whose batches are a dict of
-padded ids and a mask with a dict of targets, not an image tensor and labels), a dataset and a
-model, one file each, copied into a render as a team would add them. The engine trains it
-with AMP, gradient accumulation and 2-process DDP, and a run stopped inside an epoch continues
-with --resume auto to the same weights and metrics, bit for bit. TensorBoard plots its scalars
-and draws nothing of its inputs or scores, which are neither images nor a classifier's.
+tests/toy_task/ holds two tasks, each with a dataset and a model, one file each, copied into a
+render as a team would add them: token sequences of varying length, whose batches are a dict
+of padded ids and a mask with a dict of targets; and a toy detector's pictures of different
+sizes in a list, with a list of {"boxes", "labels"} dicts as targets (torchvision's detection
+layout), plus a training hook that draws the boxes found each epoch (figures/toy_boxes.py,
+registered by one line in config/extras.py). The engine trains both with AMP, gradient
+accumulation and 2-process DDP, and a run stopped inside an epoch continues with --resume auto
+to the same weights and metrics, bit for bit. TensorBoard plots each task's own metrics and
+draws nothing of inputs or scores that are neither images nor a classifier's.
 """
 
 import shutil
@@ -24,6 +27,9 @@ ANSWERS["onnx_export"] = "yes"
 TOY_RUN = ["--dataset", "toy_sequences", "--model", "toy_bag", "--batch-size", "16"]
 TOY_RUN += ["--epochs", "3", "--lr", "0.05", "--deterministic", "--no-progress"]
 TOY_RUN += ["--amp", "--accum-steps", "2"]
+BOXES_RUN = ["--dataset", "toy_boxes", "--model", "toy_box_finder", "--batch-size", "16"]
+BOXES_RUN += ["--epochs", "3", "--lr", "0.01", "--deterministic", "--no-progress"]
+BOXES_RUN += ["--amp", "--accum-steps", "2"]
 TIMINGS = {"samples_per_second", "epoch_seconds"}
 
 
@@ -37,11 +43,13 @@ def project(render, tmp_path_factory) -> Path:
         target = package / source.relative_to(TOY)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, target)
+    with (package / "config" / "extras.py").open("a") as extras:
+        extras.write('\nEXTRAS.append(Extra("figures.toy_boxes"))\n')
     return copy
 
 
-def train(project, python, output, *flags, processes=1, name="run", expect=0):
-    command = [*train_command(python, processes), *TOY_RUN, "--output-dir", str(output)]
+def train(project, python, output, *flags, processes=1, name="run", expect=0, run=TOY_RUN):
+    command = [*train_command(python, processes), *run, "--output-dir", str(output)]
     result = run_command([*command, "--name", name, *flags], project)
     assert result.returncode == expect, result.stderr[-3000:]
     return output / name
@@ -80,6 +88,29 @@ def test_toy_task_learns_and_resumes_mid_epoch_exactly(
     assert stopped["epoch"] == 0 and stopped["batches_done"] == 2  # one update of 2 micro-batches
     assert stopped["precision"] == {}  # bfloat16 autocast: no GradScaler state
     train(*args, "--resume", "auto", processes=processes, name="cut")
+    assert_same_run(straight, cut)
+
+
+def test_a_detection_shaped_task_learns_resumes_and_draws_its_boxes(
+    project, preloaded_python, tmp_path
+):
+    args = (project, preloaded_python, tmp_path)
+    straight = train(*args, processes=2, name="straight", run=BOXES_RUN)
+    records = read_metrics(straight)
+    assert [record["epoch"] for record in records] == [1, 2, 3]
+    assert records[-1]["val_iou"] > max(0.4, records[0]["val_iou"])
+    assert records[-1]["train_iou"] > records[0]["train_iou"]
+    assert "monitor: val_iou" in (straight / "config.yaml").read_text()  # the task's headline
+    events = EventAccumulator(str(straight / "tensorboard"))
+    events.Reload()
+    assert {"iou/val", "iou/train", "accuracy/val"} <= set(events.Tags()["scalars"])
+    assert events.Tags()["images"] == ["boxes/val"]  # the hook's figure; no input grid
+    drawn = events.Images("boxes/val")
+    assert [image.step for image in drawn] == [record["step"] for record in records]
+    assert drawn[0].width > 4 * 28 and drawn[0].height > 2 * 28  # 8 padded pictures, 4 a row
+    cut = train(*args, "--max-minutes", "1e-9", processes=2, name="cut", expect=1, run=BOXES_RUN)
+    assert torch.load(cut / "last.pt", map_location="cpu", weights_only=True)["batches_done"] == 2
+    train(*args, "--resume", "auto", processes=2, name="cut", run=BOXES_RUN)
     assert_same_run(straight, cut)
 
 
