@@ -125,11 +125,8 @@ def test_training_hooks_run_after_each_saved_epoch_and_once_at_the_end(train):
     seen = []
 
     class Watcher(TrainingHook):
-        def __init__(self, config, training, runtime, run_dir, log) -> None:
-            self.training, self.last = training, run_dir / "last.pt"
-
         def after_validation(self, model, loggers) -> None:
-            saved = load_checkpoint(self.last)["epoch"]
+            saved = load_checkpoint(self.run_dir / "last.pt")["epoch"]
             selecting = model is self.training.selecting_model
             seen.append(("validation", self.training.progress.epoch, saved, selecting))
 

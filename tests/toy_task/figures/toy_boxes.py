@@ -14,22 +14,18 @@ SIDE = 28  # the largest picture: smaller ones are padded to it
 
 @register_hook
 class FoundBoxes(TrainingHook):
-    def __init__(self, config, training, runtime, run_dir, log) -> None:
-        self.training, self.device = training, runtime.device
-        dataset = training.val_loader.dataset
-        is_toy_boxes = training.task.declaration.name == "toy_boxes"  # this project has others
-        self.samples = [dataset[index] for index in range(SHOWN)] if is_toy_boxes else []
-
     def after_validation(self, model, loggers) -> None:
-        if not self.samples:
+        task = self.training.task
+        if task.declaration.name != "toy_boxes":  # this project trains other tasks too
             return
-        pictures = [picture.to(self.device) for picture, _ in self.samples]
+        samples = [self.training.val_loader.dataset[index] for index in range(SHOWN)]
+        pictures = [picture.to(self.runtime.device) for picture, _ in samples]
         with torch.no_grad():
-            outputs = self.training.task.forward(model, pictures)
+            outputs = task.forward(model, pictures)
         found = (outputs["boxes"].float() * outputs["sides"]).cpu()
         panels = [
             drawn(picture, target["boxes"][0], box)
-            for (picture, target), box in zip(self.samples, found, strict=True)
+            for (picture, target), box in zip(samples, found, strict=True)
         ]
         labels = outputs["logits"].argmax(dim=1).tolist()
         captions = [f"found class {label}" for label in labels]

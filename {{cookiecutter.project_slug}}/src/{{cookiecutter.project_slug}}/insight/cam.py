@@ -6,9 +6,8 @@ block by the mean gradient of the predicted class's logit over that map; the pos
 the weighted sum, scaled up to the image, shows where the evidence for the prediction lies.
 """
 
-import logging
+import functools
 import math
-from pathlib import Path
 
 import torch
 from PIL import ImageDraw
@@ -17,15 +16,12 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import make_grid
 
-from ..config.schema import Config
 from ..data.labels import training_labels
 from ..data.spec import DataSpec
 from ..loggers.base import ExperimentLoggers, Figure
 from ..loggers.pictures import fitted, label_font, unnormalised
 from ..models import model_info
-from ..runs.runtime import Runtime
 from ..training.hooks import TrainingHook, register_hook
-from ..training.loop import Training
 
 IMAGES_PER_CLASS = 2
 MAX_IMAGES = 16
@@ -44,34 +40,27 @@ class GradCamEveryFewEpochs(TrainingHook):
     """Every --cam-every epochs, after validation: GradCam's figure, to the run folder and the
     loggers."""
 
-    def __init__(
-        self,
-        config: Config,
-        training: Training,
-        runtime: Runtime,
-        run_dir: Path,
-        log: logging.Logger,
-    ) -> None:
-        self.every, self.progress = config.extras["cam_every"], training.progress
-        self.folder = run_dir / "cam"
-        self.cam = None
-        if self.every:
-            self.cam = GradCam(
-                config.model.model,
-                training.val_loader.dataset,
-                training.spec,
-                runtime.device,
-                training.memory_format,
-            )
+    @functools.cached_property
+    def cam(self) -> "GradCam":
+        training = self.training
+        return GradCam(
+            self.config.model.model,
+            training.val_loader.dataset,
+            training.spec,
+            self.runtime.device,
+            training.memory_format,
+        )
 
     def after_validation(self, model: nn.Module, loggers: ExperimentLoggers) -> None:
-        if self.cam is None or self.progress.epoch % self.every:
+        every, progress = self.config.extras["cam_every"], self.training.progress
+        if not every or progress.epoch % every:
             return
-        figure = self.cam(model, self.progress.epoch)
-        self.folder.mkdir(exist_ok=True)
-        path = self.folder / f"epoch-{figure.epoch:03d}.png"
+        figure = self.cam(model, progress.epoch)
+        folder = self.run_dir / "cam"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"epoch-{figure.epoch:03d}.png"
         F.to_pil_image(figure.grid).save(path, compress_level=1)  # twice as fast as the default
-        loggers.log_figure(figure, self.progress.global_step)
+        loggers.log_figure(figure, progress.global_step)
 
 
 class GradCam:

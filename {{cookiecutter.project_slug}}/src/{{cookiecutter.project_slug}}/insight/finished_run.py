@@ -35,7 +35,7 @@ from ..loggers.pictures import LINE_HEIGHT, MARGIN, fitted, label_font
 from ..models import build_model, model_info
 from ..runs.checkpoint import load_checkpoint, load_model_weights
 from ..runs.preemption import StopRequest, ignore_stop_signals
-from ..runs.runtime import Runtime, to_device
+from ..runs.runtime import to_device
 from ..tasks.base import Task
 from ..training.hooks import TrainingHook, register_hook
 from ..training.loop import Training
@@ -63,22 +63,11 @@ class SplitPredictions:
 class BestCheckpointInsights(TrainingHook):
     """record_insights once training has finished."""
 
-    def __init__(
-        self,
-        config: Config,
-        training: Training,
-        runtime: Runtime,
-        run_dir: Path,
-        log: logging.Logger,
-    ) -> None:
-        self.config, self.training, self.device = config, training, runtime.device
-        self.run_dir, self.log = run_dir, log
-
     def after_training(self, stop: StopRequest, loggers: ExperimentLoggers) -> None:
         if finished_training(self.config.run, self.training, stop):
-            step = self.training.progress.global_step
+            device, step = self.runtime.device, self.training.progress.global_step
             record_insights_or_say_why(
-                self.config, self.training, self.device, self.run_dir, loggers, step, self.log
+                self.config, self.training, device, self.run_dir, loggers, step, self.log
             )
 
 

@@ -16,6 +16,9 @@ from .loop import Training
 
 
 class TrainingHook:
+    """Built once the run is set up (resumed or not), before its first epoch, with what a hook
+    may read of it."""
+
     def __init__(
         self,
         config: Config,
@@ -24,7 +27,8 @@ class TrainingHook:
         run_dir: Path,
         log: logging.Logger,
     ) -> None:
-        """Built once the run is set up (resumed or not), before its first epoch."""
+        self.config, self.training, self.runtime = config, training, runtime
+        self.run_dir, self.log = run_dir, log
 
     def after_validation(self, model: nn.Module, loggers: ExperimentLoggers) -> None:
         """After each epoch's validation, once its checkpoint is saved (a stop signal meanwhile
